@@ -1,0 +1,1 @@
+"""Sub-commands of the ``piff`` CLI (see ``piff.cli``)."""
