@@ -1,0 +1,36 @@
+# piff: physics-informed flood forecasting (a re-creation of PIFF, arXiv 2511.09130).
+#
+#   snakemake --cores 2                          # everything on config/config.yaml
+#   snakemake --cores 8 results/phy/samples.nc   # one experiment's predictions
+#   snakemake --cores 8 --forcerun train results/phy/model.pt   # retrain from step 0
+#
+# Stages: preprocess (terrain, storms, solver ground truth, SPM) -> train -> sample -> evaluate.
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# Jobs import piff from this checkout (also inside `--sdm conda` environments).
+PIFF_SRC = os.path.join(workflow.basedir, "src")
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (PIFF_SRC, os.environ.get("PYTHONPATH")) if p))
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+wildcard_constraints:
+    dataset=alternatives(DATASETS),
+    experiment=alternatives(EXPERIMENTS),
+    dem=r"\d{3}",
+    chunk=r"\d{3}",
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,196 @@
+"""The piff dataset format: one CF-1.10 netCDF file per dataset.
+
+This module is the single source of truth for variable names, dimensions, units and the
+on-disk encoding. Writers (the preprocessing workflow, the PIFF PNG importer) build an
+``xarray.Dataset`` with :func:`new_dataset` / :func:`add_variable` and save it with
+:func:`write_netcdf`; readers call :func:`open_dataset`, which checks the layout and raises
+:class:`~piff.errors.PiffInputError` naming the file and the problem.
+See ``docs/data.md`` for the human description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from piff import __version__
+from piff.errors import PiffInputError
+
+FORMAT_VERSION = "1"
+CONVENTIONS = "CF-1.10"
+
+# name -> (dims, units, long_name, standard_name or None)
+VARIABLES = {
+    "elevation": (("dem", "y", "x"), "m", "bed elevation", "surface_altitude"),
+    "nodata": (("dem", "y", "x"), "1", "cell outside the DEM (1) or valid (0)", None),
+    "rainfall": (("storm", "time"), "mm h-1", "rainfall intensity during the hour ending at time", "rainfall_rate"),
+    "depth": (("dem", "storm", "time", "y", "x"), "m", "water depth above the bed", None),
+    "vx": (("dem", "storm", "time", "y", "x"), "m s-1", "hour-mean x velocity (towards +x) during the hour ending at time", None),
+    "vy": (("dem", "storm", "time", "y", "x"), "m s-1", "hour-mean y velocity (towards +row, southwards) during the hour ending at time", None),
+    "flux_x": (("dem", "storm", "time", "y", "x_face"), "m2", "hour-integrated unit-width discharge through x faces (towards +x) during the hour ending at time", None),
+    "flux_y": (("dem", "storm", "time", "y_face", "x"), "m2", "hour-integrated unit-width discharge through y faces (towards +row) during the hour ending at time", None),
+    "loss": (("dem", "storm", "time", "y", "x"), "m", "infiltration loss during the hour ending at time", None),
+    "spm": (("dem", "rain_bin", "y", "x"), "m", "SPM fill-and-spill water depth for a cumulative rainfall", None),
+    "prior_coarse": (("dem", "storm", "time", "y", "x"), "m", "coarse dynamic prior: solver on a coarser grid, downscaled", None),
+    "storm_shape": (("storm",), None, "hyetograph shape", None),
+    "storm_group": (("storm",), None, "storm group (uniform, design, real_like)", None),
+    "storm_total": (("storm",), "mm", "24-h rainfall total", None),
+    "split": (("storm",), None, "train, val or test", None),
+    "dem_name": (("dem",), None, "DEM name", None),
+    "boundary": (("dem",), None, "solver boundary conditions per edge", None),
+    "mass_residual": (("dem", "storm"), "1", "solver mass-balance residual relative to the rain volume", None),
+    "solver_wall_time": (("dem", "storm"), "s", "solver wall time for the whole event", None),
+}
+REQUIRED = ("elevation", "rainfall", "depth", "spm", "storm_shape", "storm_group", "storm_total", "split", "dem_name")
+SPLITS = ("train", "val", "test")
+STORM_GROUPS = ("uniform", "design", "real_like")
+
+
+def storm_ids_in_split(ds: xr.Dataset, split: str) -> np.ndarray:
+    """Storm coordinate values of one split, read from the stored labels (never recomputed)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    labels = ds["split"].values.astype(str)
+    return ds["storm"].values[labels == split]
+
+
+def new_dataset(ny: int, nx: int, dx: float, hours: int, *, x0: float = 0.0, y0: float | None = None,
+                crs_wkt: str | None = None, attrs: dict | None = None) -> xr.Dataset:
+    """An empty dataset with the grid coordinates (cell centres, metres) and time 0..hours.
+
+    Row 0 is the top (north) edge, so ``y`` decreases with the row index as in a GeoTIFF.
+    ``x0``/``y0`` are the left/top edge coordinates; by default the grid is local with the
+    bottom-left corner at (0, 0).
+    """
+    y0 = ny * dx if y0 is None else y0
+    x = x0 + (np.arange(nx) + 0.5) * dx
+    y = y0 - (np.arange(ny) + 0.5) * dx
+    coords = {
+        "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate", "long_name": "x of cell centre", "axis": "X"}),
+        "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate", "long_name": "y of cell centre", "axis": "Y"}),
+        "x_face": ("x_face", x0 + np.arange(nx + 1) * dx, {"units": "m", "long_name": "x of cell face (left edge of column)"}),
+        "y_face": ("y_face", y0 - np.arange(ny + 1) * dx, {"units": "m", "long_name": "y of cell face (top edge of row)"}),
+        "time": ("time", np.arange(hours + 1, dtype=np.int32), {"units": "h", "long_name": "hours since storm start", "axis": "T"}),
+    }
+    ds = xr.Dataset(coords=coords)
+    ds.attrs.update({
+        "Conventions": CONVENTIONS,
+        "title": "piff flood dataset",
+        "institution": "piff",
+        "source": f"piff {__version__}",
+        "piff_format_version": FORMAT_VERSION,
+        "cell_size_m": float(dx),
+        "history": f"{_now()} created by piff {__version__}",
+    })
+    if crs_wkt:
+        add_crs(ds, crs_wkt)
+    ds.attrs.update(attrs or {})
+    return ds
+
+
+def add_crs(ds: xr.Dataset, crs_wkt: str) -> None:
+    ds["crs"] = xr.DataArray(np.int32(0), attrs={"crs_wkt": crs_wkt, "spatial_ref": crs_wkt})
+    ds.attrs["crs_wkt"] = crs_wkt
+
+
+def add_variable(ds: xr.Dataset, name: str, values, coords: dict | None = None) -> None:
+    """Add one of the :data:`VARIABLES` with its standard dims and attributes."""
+    dims, units, long_name, standard_name = VARIABLES[name]
+    values = np.asarray(values)
+    if values.ndim != len(dims):
+        raise ValueError(f"{name} must have dims {dims}, got an array of shape {values.shape}")
+    if values.dtype.kind == "f":
+        values = values.astype(np.float32)
+    attrs = {"long_name": long_name}
+    if units is not None:
+        attrs["units"] = units
+    if standard_name:
+        attrs["standard_name"] = standard_name
+    if "crs" in ds and {"y", "x"} <= set(dims):
+        attrs["grid_mapping"] = "crs"
+    if "time" in dims and name not in ("depth", "prior_coarse"):
+        attrs["cell_methods"] = "time: mean (interval: 1 h, ending at time)" if name in ("vx", "vy", "rainfall") \
+            else "time: sum (interval: 1 h, ending at time)"
+    ds[name] = xr.DataArray(values, dims=dims, coords=coords or {}, attrs=attrs)
+
+
+def encoding_for(ds: xr.Dataset) -> dict:
+    """float32 + zlib level 4 + shuffle, one 2-D (y, x) field per chunk; no fill on coordinates."""
+    enc = {}
+    for name, var in ds.data_vars.items():
+        if var.dtype.kind == "f":
+            chunks = tuple(1 if d not in ("y", "x", "x_face", "y_face") else n for d, n in zip(var.dims, var.shape))
+            e = {"dtype": "float32", "zlib": True, "complevel": 4, "shuffle": True, "_FillValue": None}
+            if var.ndim >= 2 and var.dims[-1] in ("x", "x_face") and var.dims[-2] in ("y", "y_face"):
+                e["chunksizes"] = chunks
+            enc[name] = e
+    for name in ds.coords:
+        enc[name] = {"_FillValue": None}
+    return enc
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = False) -> xr.Dataset:
+    """Open a piff dataset and check its layout; errors name the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise PiffInputError(path, "dataset file does not exist")
+    try:
+        ds = xr.open_dataset(path, engine="netcdf4")
+    except Exception as err:  # netCDF4 raises OSError, ValueError, RuntimeError ...
+        raise PiffInputError(path, f"not a readable netCDF file ({type(err).__name__}: {err})") from err
+    missing = [v for v in require if v not in ds.variables]
+    if missing:
+        ds.close()
+        raise PiffInputError(path, f"not a piff dataset: missing variables {', '.join(missing)}")
+    for name in require:
+        dims = VARIABLES[name][0]
+        if ds[name].dims != dims:
+            ds.close()
+            raise PiffInputError(path, f"variable {name} has dims {ds[name].dims}, expected {dims}")
+    if "cell_size_m" not in ds.attrs:
+        ds.close()
+        raise PiffInputError(path, "missing global attribute cell_size_m")
+    return ds.load() if load else ds
+
+
+def config_hash(obj) -> str:
+    """A short, stable hash of a JSON-able configuration (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

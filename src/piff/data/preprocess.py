@@ -1,0 +1,305 @@
+"""Preprocessing steps of the dataset workflow: terrain -> storms -> simulate -> SPM -> assemble.
+
+Each function takes plain configuration dicts (the validated ``datasets.<name>`` section of
+``config/config.yaml``) and file paths, and returns an ``xarray.Dataset`` in the layout of
+:mod:`piff.data.format`. The Snakemake scripts in ``workflow/scripts/`` only call these.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from piff import __version__
+from piff.data import format as fmt
+from piff.errors import PiffInputError
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- terrain
+def make_terrain(terrain_cfg: dict, index: int):
+    """The ``index``-th DEM of a dataset as a :class:`piff.hydro.terrain.Terrain`."""
+    from piff.hydro import terrain as T
+
+    source = terrain_cfg["source"]
+    size = terrain_cfg.get("size", 64)
+    dx = float(terrain_cfg.get("cell_size_m", 20.0))
+    seed = int(terrain_cfg.get("seed", 0)) + index
+    if source == "synthetic":
+        ter = T.synthetic_lowland(size=size, dx=dx, seed=seed, sea_edge=terrain_cfg.get("sea_edge", "left"))
+    elif source == "jacksboro":
+        ter = T.jacksboro(size=size, dx=dx, relief_m=terrain_cfg.get("relief_m"), offset=index)
+    elif source == "files":
+        files = terrain_cfg.get("files", [])
+        if index >= len(files):
+            raise PiffInputError("config", f"terrain.files lists {len(files)} DEMs, DEM {index} requested")
+        ter = T.read_dem(files[index], dx=terrain_cfg.get("cell_size_m"))
+    else:
+        raise PiffInputError("config", f"unknown terrain source {source!r}")
+    ter.name = f"{source}_{index:03d}" if source != "files" else Path(terrain_cfg["files"][index]).stem
+    return ter
+
+
+def dem_count(terrain_cfg: dict) -> int:
+    return len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg["count"])
+
+
+def boundary_string(dataset_cfg: dict, terrain=None) -> str:
+    """The solver boundary spec of a dataset: explicit in the config, or ``auto``: for synthetic
+    terrain a sea of stage ``sea_level_m`` at its sea edge and closed walls elsewhere; for real
+    terrain (jacksboro, files) free outflow on every edge, since water leaves a cropped DEM."""
+    spec = dataset_cfg.get("boundaries", "auto")
+    if spec != "auto":
+        return spec
+    tcfg = dataset_cfg["terrain"]
+    if tcfg["source"] == "synthetic":
+        edge = tcfg.get("sea_edge", "left")
+        closed = ",".join(f"{e}=closed" for e in ("left", "right", "top", "bottom") if e != edge)
+        return f"{edge}=sea:{float(dataset_cfg.get('sea_level_m', 0.0))},{closed}"
+    return "left=free,right=free,top=free,bottom=free"
+
+
+# ----------------------------------------------------------------------------- storms
+def make_storms(storms_cfg: dict, split_cfg: dict) -> xr.Dataset:
+    """The storm table: hyetographs (storm, time), shape, group, total and the split labels.
+
+    The split is decided here, once, and stored; training and evaluation only read it.
+    """
+    from piff.hydro import storms as S
+
+    storms = S.scenario_grid(totals=storms_cfg["totals_mm"], shapes=storms_cfg["shapes"],
+                             hours=int(storms_cfg.get("hours", 24)),
+                             cap_mm_per_h=float(storms_cfg.get("cap_mm_per_h", 150.0)),
+                             seed=int(storms_cfg.get("seed", 0)))
+    hours = int(storms_cfg.get("hours", 24))
+    rain = np.zeros((len(storms), hours + 1), np.float32)
+    for i, s in enumerate(storms):
+        rain[i, 1:] = s.rain_mm_per_h
+    ds = xr.Dataset(coords={"storm": ("storm", np.array([s.storm_id for s in storms], np.int32),
+                                      {"long_name": "storm id"}),
+                            "time": ("time", np.arange(hours + 1, dtype=np.int32),
+                                     {"units": "h", "long_name": "hours since storm start"})})
+    fmt.add_variable(ds, "rainfall", rain)
+    fmt.add_variable(ds, "storm_shape", np.array([s.shape for s in storms]))
+    fmt.add_variable(ds, "storm_group", np.array([s.group for s in storms]))
+    fmt.add_variable(ds, "storm_total", np.array([s.total_mm for s in storms], np.float32))
+    fmt.add_variable(ds, "split", np.array(assign_splits(storms, split_cfg)))
+    ds.attrs.update({"Conventions": fmt.CONVENTIONS, "source": f"piff {__version__}"})
+    return ds
+
+
+def assign_splits(storms, split_cfg: dict) -> list[str]:
+    """test: any storm of a held-out shape or a held-out total; val: a held-out total; else train."""
+    test_shapes = set(split_cfg.get("test_shapes", []))
+    test_totals = np.asarray(split_cfg.get("test_totals_mm", []), float)
+    val_totals = np.asarray(split_cfg.get("val_totals_mm", []), float)
+    known_shapes = {s.shape for s in storms}
+    unknown = test_shapes - known_shapes
+    if unknown:
+        raise PiffInputError("config", f"split.test_shapes names shapes not in the storm grid: {sorted(unknown)}")
+
+    def has(totals, value):
+        return bool(np.any(np.isclose(totals, value, rtol=1e-6)))
+
+    labels = []
+    for s in storms:
+        if s.shape in test_shapes or has(test_totals, s.total_mm):
+            labels.append("test")
+        elif has(val_totals, s.total_mm):
+            labels.append("val")
+        else:
+            labels.append("train")
+    for split in ("train", "test"):
+        if split not in labels:
+            raise PiffInputError("config", f"the split leaves no {split} storms; adjust split.test_shapes / *_totals_mm")
+    return labels
+
+
+def storm_chunks(n_storms: int, storms_per_job: int) -> list[range]:
+    return [range(i, min(i + storms_per_job, n_storms)) for i in range(0, n_storms, storms_per_job)]
+
+
+# ----------------------------------------------------------------------------- simulate
+def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, progress=False) -> xr.Dataset:
+    """Run the solver for one DEM and one chunk of storms; returns depth, vx, vy, fluxes, loss."""
+    from piff.hydro import solver as solver_mod
+    from piff.hydro.terrain import read_dem
+
+    ter = read_dem(dem_path)
+    storms = xr.open_dataset(storms_path).load()
+    rows = storm_chunks(storms.sizes["storm"], int(dataset_cfg["simulate"]["storms_per_job"]))[chunk]
+    storms = storms.isel(storm=list(rows))
+    scfg = dataset_cfg.get("solver", {})
+    boundaries = boundary_string(dataset_cfg, ter)
+    outputs = {k: [] for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
+    residual, wall = [], []
+    # One storm at a time: on a CPU batching storms is memory bound and slower (hydrology.md).
+    for i in range(storms.sizes["storm"]):
+        rain = storms["rainfall"].values[i, 1:]
+        t0 = time.perf_counter()
+        res = solver_mod.simulate(
+            ter.elevation, ter.dx, rain, manning=float(scfg.get("manning", 0.03)), boundaries=boundaries,
+            infiltration_mm_per_h=scfg.get("infiltration_mm_per_h") or None,
+            dtype=_dtype(scfg.get("dtype", "float32")), alpha=float(scfg.get("alpha", 0.5)),
+            theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
+            nodata_mask=ter.nodata_mask, progress=progress)
+        wall.append(time.perf_counter() - t0)
+        for k in outputs:
+            outputs[k].append(getattr(res, k)[0])
+        residual.append(res.mass_balance[0]["relative_residual"])
+        log.info("dem %s storm %s: peak %.3f m, residual %.2e, %.1f s", ter.name, int(storms.storm[i]),
+                 float(res.depth[0].max()), residual[-1], wall[-1])
+    ny, nx = ter.elevation.shape
+    ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)
+    ds = ds.assign_coords(storm=storms["storm"])
+    for k, v in outputs.items():
+        fmt.add_variable(ds, k, np.stack(v)[None])
+    fmt.add_variable(ds, "mass_residual", np.array(residual)[None])
+    fmt.add_variable(ds, "solver_wall_time", np.array(wall)[None])
+    ds.attrs.update({"boundary": boundaries, "solver_settings": repr(scfg)})
+    return ds
+
+
+def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> xr.Dataset:
+    """The coarse dynamic prior (solver on a coarser grid, downscaled) for one chunk of storms."""
+    from piff.hydro.spm import coarse_dynamic_prior
+    from piff.hydro.terrain import read_dem
+
+    ter = read_dem(dem_path)
+    storms = xr.open_dataset(storms_path).load()
+    rows = storm_chunks(storms.sizes["storm"], int(dataset_cfg["simulate"]["storms_per_job"]))[chunk]
+    storms = storms.isel(storm=list(rows))
+    scfg = dataset_cfg.get("solver", {})
+    factor = int(dataset_cfg.get("coarse_prior", {}).get("factor", 4))
+    maps, wall = [], []
+    for i in range(storms.sizes["storm"]):
+        t0 = time.perf_counter()
+        maps.append(coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[i, 1:],
+                                         boundary_string(dataset_cfg, ter), factor=factor,
+                                         manning=float(scfg.get("manning", 0.03))))
+        wall.append(time.perf_counter() - t0)
+    ny, nx = ter.elevation.shape
+    ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)
+    ds = ds.assign_coords(storm=storms["storm"])
+    fmt.add_variable(ds, "prior_coarse", np.stack(maps)[None])
+    ds["prior_coarse_wall_time"] = xr.DataArray(np.array(wall, np.float32)[None], dims=("dem", "storm"),
+                                                attrs={"units": "s", "long_name": "coarse prior wall time"})
+    return ds
+
+
+# ----------------------------------------------------------------------------- spm
+def build_spm(dem_path, dataset_cfg: dict) -> xr.Dataset:
+    """The SPM fill-and-spill table of one DEM: spm(rain_bin, y, x) in metres."""
+    from piff.hydro.boundary import parse_boundaries
+    from piff.hydro.spm import SPM_BINS_MM, FillAndSpill
+    from piff.hydro.terrain import read_dem
+
+    ter = read_dem(dem_path)
+    spec = parse_boundaries(boundary_string(dataset_cfg, ter))
+    t0 = time.perf_counter()
+    fs = FillAndSpill(ter.elevation, ter.dx, spec.outlet_mask(ter.elevation.shape), nodata_mask=ter.nodata_mask)
+    table = fs.table(SPM_BINS_MM)
+    ny, nx = ter.elevation.shape
+    ds = fmt.new_dataset(ny, nx, ter.dx, 0)
+    ds = ds.drop_vars("time").assign_coords(rain_bin=("rain_bin", SPM_BINS_MM.astype(np.float32),
+                                                      {"units": "mm", "long_name": "cumulative rainfall of the 24-h window (bin upper edge)"}))
+    fmt.add_variable(ds, "spm", table[None])
+    ds.attrs["spm_build_seconds"] = time.perf_counter() - t0
+    return ds
+
+
+# ----------------------------------------------------------------------------- assemble
+def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_cfg: dict, name: str) -> xr.Dataset:
+    """Join per-DEM terrain, the storm table, the simulation chunks and the SPM tables.
+
+    ``sim_paths[d]`` / ``prior_paths[d]`` list the chunk files of DEM ``d`` in chunk order.
+    """
+    from piff.hydro.terrain import read_dem
+
+    terrains = [read_dem(p) for p in dem_paths]
+    storms = xr.open_dataset(storms_path).load()
+    ny, nx = terrains[0].elevation.shape
+    dx = terrains[0].dx
+    for p, t in zip(dem_paths, terrains):
+        if t.elevation.shape != (ny, nx) or not np.isclose(t.dx, dx):
+            raise PiffInputError(p, f"DEM grid {t.elevation.shape} at {t.dx} m differs from the first DEM "
+                                    f"({ny}, {nx}) at {dx} m; one dataset needs one grid")
+    ds = fmt.new_dataset(ny, nx, dx, storms.sizes["time"] - 1, crs_wkt=terrains[0].crs, attrs={
+        "title": f"piff dataset {name}",
+        "dataset_name": name,
+        "config_hash": fmt.config_hash(dataset_cfg),
+        "config_json": _json(dataset_cfg),
+        "piff_version": __version__,
+        "git_revision": fmt.git_revision(),
+    })
+    ds = ds.assign_coords(storm=storms["storm"], dem=("dem", np.arange(len(terrains), dtype=np.int32)))
+    fmt.add_variable(ds, "elevation", np.stack([t.elevation for t in terrains]))
+    masks = [t.nodata_mask if t.nodata_mask is not None else np.zeros((ny, nx), bool) for t in terrains]
+    fmt.add_variable(ds, "nodata", np.stack(masks).astype(np.int8))
+    fmt.add_variable(ds, "dem_name", np.array([t.name for t in terrains]))
+    fmt.add_variable(ds, "boundary", np.array([boundary_string(dataset_cfg, t) for t in terrains]))
+    for name_ in ("rainfall", "storm_shape", "storm_group", "storm_total", "split"):
+        ds[name_] = storms[name_]
+
+    sims = [xr.concat([xr.open_dataset(p).load() for p in chunks], dim="storm") for chunks in sim_paths]
+    for var in ("depth", "vx", "vy", "flux_x", "flux_y", "loss", "mass_residual", "solver_wall_time"):
+        stacked = np.concatenate([s[var].values for s in sims], axis=0)
+        fmt.add_variable(ds, var, stacked)
+    if not np.array_equal(sims[0]["storm"].values, storms["storm"].values):
+        raise PiffInputError(sim_paths[0][0], "simulation chunks do not cover the storm table in order")
+    if not np.any(ds["loss"].values):
+        ds = ds.drop_vars("loss")  # no losses configured: the continuity identity has no loss term
+
+    spm = [xr.open_dataset(p).load() for p in spm_paths]
+    ds = ds.assign_coords(rain_bin=spm[0]["rain_bin"])
+    fmt.add_variable(ds, "spm", np.concatenate([s["spm"].values for s in spm], axis=0))
+    if prior_paths:
+        priors = [xr.concat([xr.open_dataset(p).load() for p in chunks], dim="storm") for chunks in prior_paths]
+        fmt.add_variable(ds, "prior_coarse", np.concatenate([p["prior_coarse"].values for p in priors], axis=0))
+    check_dataset(ds, source=name)
+    return ds
+
+
+def check_dataset(ds: xr.Dataset, source="dataset", tol_m=None) -> dict:
+    """Sanity checks of an assembled dataset: no NaN, non-negative depth, continuity closes."""
+    for var in ("depth", "vx", "vy", "flux_x", "flux_y", "spm"):
+        if var in ds and not np.all(np.isfinite(ds[var].values)):
+            raise PiffInputError(source, f"{var} contains NaN or infinite values")
+    if float(ds["depth"].min()) < 0:
+        raise PiffInputError(source, "negative depths")
+    worst = float(np.abs(continuity_residual(ds)).max()) if {"flux_x", "flux_y"} <= set(ds) else 0.0
+    tol_m = tol_m if tol_m is not None else 1e-4
+    if worst > tol_m:
+        raise PiffInputError(source, f"discrete continuity does not close on the stored data: max |residual| "
+                                     f"{worst:.3g} m per hour > {tol_m:g} m")
+    return {"max_continuity_residual_m": worst}
+
+
+def continuity_residual(ds: xr.Dataset) -> np.ndarray:
+    """The hourly water-balance residual (metres per hour) of every cell, hours 1..T, from the
+    stored fields only (docs/architecture.md). Zero up to float rounding for solver output."""
+    dx = float(ds.attrs["cell_size_m"])
+    depth = ds["depth"].values.astype(np.float64)
+    fx = ds["flux_x"].values.astype(np.float64)[:, :, 1:]
+    fy = ds["flux_y"].values.astype(np.float64)[:, :, 1:]
+    rain_m = ds["rainfall"].values.astype(np.float64)[None, :, 1:, None, None] / 1000.0
+    loss = ds["loss"].values.astype(np.float64)[:, :, 1:] if "loss" in ds else 0.0
+    net_in = (fx[..., :, :-1] - fx[..., :, 1:] + fy[..., :-1, :] - fy[..., 1:, :]) / dx
+    return (depth[:, :, 1:] - depth[:, :, :-1]) - (net_in + rain_m - loss)
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def _json(obj) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, default=str)

@@ -1,0 +1,104 @@
+# Shared by every stage: config validation, wildcard constraints, input functions.
+import json
+import re
+
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+def _check_config_references():
+    """Cross-references the JSON schema cannot express; fail before any job runs."""
+    for name, exp in config["experiments"].items():
+        if exp["dataset"] not in config["datasets"]:
+            raise ValueError(
+                f"config: experiments.{name}.dataset = {exp['dataset']!r} is not a configured dataset "
+                f"(datasets: {', '.join(sorted(config['datasets']))})"
+            )
+
+
+_check_config_references()
+
+DATASETS = sorted(config["datasets"])
+EXPERIMENTS = sorted(config["experiments"])
+SIMULATED = [d for d in DATASETS if "import_png" not in config["datasets"][d]]
+IMPORTED = [d for d in DATASETS if "import_png" in config["datasets"][d]]
+
+
+def alternatives(names):
+    # An empty alternation would match anything: use a pattern that matches nothing instead.
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def dataset_config(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def as_json(obj):
+    """Params are compared as strings: sorted JSON keeps reordered keys from forcing reruns."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def n_dems(dataset):
+    terrain = config["datasets"][dataset]["terrain"]
+    return len(terrain["files"]) if terrain["source"] == "files" else terrain["count"]
+
+
+def n_storms(dataset):
+    storms = config["datasets"][dataset]["storms"]
+    return len(storms["shapes"]) * len(storms["totals_mm"])
+
+
+def n_chunks(dataset):
+    per_job = config["datasets"][dataset]["simulate"]["storms_per_job"]
+    return -(-n_storms(dataset) // per_job)
+
+
+def dem_files(wildcards):
+    return [f"data/{wildcards.dataset}/terrain/dem_{d:03d}.nc" for d in range(n_dems(wildcards.dataset))]
+
+
+def chunk_files(kind):
+    """Per DEM, the chunk files of one kind ('sim' or 'prior') in chunk order (nested list)."""
+
+    def files(wildcards):
+        ds = wildcards.dataset
+        return [
+            f"data/{ds}/{kind}/dem_{d:03d}_chunk_{c:03d}.nc"
+            for d in range(n_dems(ds))
+            for c in range(n_chunks(ds))
+        ]
+
+    return files
+
+
+def prior_files(wildcards):
+    if not config["datasets"][wildcards.dataset]["coarse_prior"]["enabled"]:
+        return []
+    return chunk_files("prior")(wildcards)
+
+
+def spm_files(wildcards):
+    return [f"data/{wildcards.dataset}/spm/dem_{d:03d}.nc" for d in range(n_dems(wildcards.dataset))]
+
+
+def dataset_file(name):
+    return f"data/{name}/dataset.nc"
+
+
+def all_targets():
+    """Targets of the all rule: the datasets the experiments use (later stages add their results)."""
+    used = sorted({config["experiments"][e]["dataset"] for e in EXPERIMENTS})
+    targets = [dataset_file(d) for d in used]
+    targets += [t for f in FINAL_TARGET_FUNCTIONS for t in f()]
+    return targets
+
+
+# Later stages append functions returning their final targets.
+FINAL_TARGET_FUNCTIONS = []
+
+
+def simulation_params(wildcards):
+    """What the solver output depends on (terrain, boundaries, solver and chunking)."""
+    cfg = dataset_config(wildcards)
+    return as_json({k: cfg[k] for k in ("terrain", "boundaries", "sea_level_m", "solver", "simulate")})

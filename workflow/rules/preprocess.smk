@@ -1,0 +1,140 @@
+# Stage 1: terrain -> storms -> simulate (one job per DEM x chunk of storms) -> SPM -> dataset.nc
+# Each rule's params hold only its own part of the dataset config (sorted JSON), so changing
+# one dataset parameter reruns only the jobs of that dataset that depend on it.
+
+
+rule terrain:
+    output:
+        "data/{dataset}/terrain/dem_{dem}.nc",
+    params:
+        terrain=lambda w: as_json(dataset_config(w)["terrain"]),
+    log:
+        "data/{dataset}/logs/terrain/dem_{dem}.log",
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/terrain.py"
+
+
+rule storms:
+    output:
+        storms="data/{dataset}/storms.nc",
+        csv="data/{dataset}/scenario_rainfall.csv",
+    params:
+        storms=lambda w: as_json(dataset_config(w)["storms"]),
+        split=lambda w: as_json(dataset_config(w)["split"]),
+    log:
+        "data/{dataset}/logs/storms.log",
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/storms.py"
+
+
+rule simulate:
+    input:
+        dem="data/{dataset}/terrain/dem_{dem}.nc",
+        storms="data/{dataset}/storms.nc",
+    output:
+        "data/{dataset}/sim/dem_{dem}_chunk_{chunk}.nc",
+    params:
+        cfg=simulation_params,
+    threads: lambda w: dataset_config(w)["simulate"]["threads"]
+    resources:
+        mem_mb=lambda w: dataset_config(w)["simulate"]["mem_mb"],
+        runtime=lambda w: dataset_config(w)["simulate"]["runtime_min"],
+    log:
+        "data/{dataset}/logs/simulate/dem_{dem}_chunk_{chunk}.log",
+    benchmark:
+        "data/{dataset}/benchmarks/simulate/dem_{dem}_chunk_{chunk}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/simulate.py"
+
+
+rule coarse_prior:
+    input:
+        dem="data/{dataset}/terrain/dem_{dem}.nc",
+        storms="data/{dataset}/storms.nc",
+    output:
+        "data/{dataset}/prior/dem_{dem}_chunk_{chunk}.nc",
+    params:
+        cfg=lambda w: as_json({**json.loads(simulation_params(w)), "coarse_prior": dataset_config(w)["coarse_prior"]}),
+    threads: 1
+    log:
+        "data/{dataset}/logs/coarse_prior/dem_{dem}_chunk_{chunk}.log",
+    benchmark:
+        "data/{dataset}/benchmarks/coarse_prior/dem_{dem}_chunk_{chunk}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/coarse_prior.py"
+
+
+rule spm:
+    input:
+        dem="data/{dataset}/terrain/dem_{dem}.nc",
+    output:
+        "data/{dataset}/spm/dem_{dem}.nc",
+    params:
+        cfg=lambda w: as_json({k: dataset_config(w)[k] for k in ("terrain", "boundaries", "sea_level_m")}),
+    log:
+        "data/{dataset}/logs/spm/dem_{dem}.log",
+    benchmark:
+        "data/{dataset}/benchmarks/spm/dem_{dem}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/spm.py"
+
+
+rule assemble:
+    input:
+        dems=dem_files,
+        storms="data/{dataset}/storms.nc",
+        sims=chunk_files("sim"),
+        spm=spm_files,
+        priors=prior_files,
+    output:
+        "data/{dataset}/dataset.nc",
+    params:
+        cfg=lambda w: as_json(dataset_config(w)),
+        n_chunks=lambda w: n_chunks(w.dataset),
+    log:
+        "data/{dataset}/logs/assemble.log",
+    benchmark:
+        "data/{dataset}/benchmarks/assemble.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/assemble.py"
+
+
+rule import_png:
+    output:
+        "data/{dataset}/dataset.nc",
+    params:
+        cfg=lambda w: as_json(dataset_config(w)["import_png"]),
+    log:
+        "data/{dataset}/logs/import_png.log",
+    benchmark:
+        "data/{dataset}/benchmarks/import_png.tsv"
+    wildcard_constraints:
+        dataset=alternatives(IMPORTED),
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/import_png.py"

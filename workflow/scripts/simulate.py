@@ -1,0 +1,14 @@
+"""Snakemake adapter: solver ground truth for one DEM x chunk of storms."""
+import json
+
+import torch
+
+from piff import logs
+from piff.data import format as fmt
+from piff.data import preprocess
+
+with logs.to_file(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    ds = preprocess.simulate_chunk(snakemake.input.dem, snakemake.input.storms, int(snakemake.wildcards.chunk),
+                                   json.loads(snakemake.params.cfg))
+    fmt.write_netcdf(ds, snakemake.output[0])

@@ -1,0 +1,9 @@
+"""Snakemake adapter: the SPM fill-and-spill table of one DEM."""
+import json
+
+from piff import logs
+from piff.data import format as fmt
+from piff.data import preprocess
+
+with logs.to_file(snakemake.log[0]):
+    fmt.write_netcdf(preprocess.build_spm(snakemake.input.dem, json.loads(snakemake.params.cfg)), snakemake.output[0])

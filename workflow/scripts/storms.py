@@ -1,0 +1,12 @@
+"""Snakemake adapter: the storm table with its split (piff.data.preprocess.make_storms)."""
+import json
+
+from piff import logs
+from piff.data import format as fmt
+from piff.data import preprocess
+from piff.hydro.storms import write_scenario_csv
+
+with logs.to_file(snakemake.log[0]):
+    storms = preprocess.make_storms(json.loads(snakemake.params.storms), json.loads(snakemake.params.split))
+    fmt.write_netcdf(storms, snakemake.output.storms)
+    write_scenario_csv(storms, snakemake.output.csv)
