@@ -21,6 +21,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
 
 
 wildcard_constraints:

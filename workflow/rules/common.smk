@@ -102,3 +102,26 @@ def simulation_params(wildcards):
     """What the solver output depends on (terrain, boundaries, solver and chunking)."""
     cfg = dataset_config(wildcards)
     return as_json({k: cfg[k] for k in ("terrain", "boundaries", "sea_level_m", "solver", "simulate")})
+
+
+def experiment_dataset(wildcards):
+    return dataset_file(config["experiments"][wildcards.experiment]["dataset"])
+
+
+# Options that change how a run is watched, not the weights it produces. They must not sit in
+# tracked params (a change would retrain a finished model), so they are passed through a params
+# function that takes `resources`, which Snakemake does not track.
+RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe", "sampler", "members")
+
+
+def training_hparams(wildcards):
+    exp = config["experiments"][wildcards.experiment]
+    return as_json({k: v for k, v in exp.items() if k not in RUN_ONLY_KEYS})
+
+
+def run_options(wildcards, resources):
+    exp = config["experiments"][wildcards.experiment]
+    opts = f"--log-every {exp['log_every']} --keep-checkpoints {exp['keep_checkpoints']}"
+    if exp["wall_time_budget_min"]:
+        opts += f" --wall-time-min {exp['wall_time_budget_min']}"
+    return opts

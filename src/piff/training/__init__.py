@@ -1,0 +1,1 @@
+"""Training: the loop (``train``), checkpoints, DDP set-up and the training objective."""

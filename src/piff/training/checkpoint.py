@@ -1,0 +1,170 @@
+"""Checkpoints that survive crashes: atomic, checksummed, fingerprinted, rotated.
+
+Layout of ``<workdir>/checkpoints/`` (not a Snakemake output, so Snakemake never deletes it):
+
+- ``ckpt_<step:07d>.pt``  the last ``keep`` checkpoints
+- ``latest.pt``           a copy of the newest one
+- ``RUN``                 the fingerprint of the run that owns the folder
+- ``COMPLETED``           written after the final model; holds the fingerprint of that run
+
+A checkpoint file is ``torch.save({"format": 1, "sha256": hex, "payload": bytes})`` where
+``payload`` is itself a ``torch.save`` of the training state, so a truncated or corrupted file
+is detected (unreadable, or checksum mismatch) and the previous checkpoint is used instead.
+
+Resume rule (see :func:`prepare_run_dir`): an unfinished run with the same fingerprint resumes
+from its newest valid checkpoint; a finished run or a changed fingerprint starts fresh and
+moves the old folder aside to ``checkpoints.<timestamp>/`` (never mixed, never deleted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from piff.errors import PiffInputError
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+CKPT_RE = re.compile(r"^ckpt_(\d{7})\.pt$")
+COMPLETED = "COMPLETED"
+RUN_FILE = "RUN"  # fingerprint of the run that owns the folder
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """temporary file in the same folder -> fsync -> rename -> fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def serialize(state: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    out = io.BytesIO()
+    torch.save({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}, out)
+    return out.getvalue()
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load and verify one checkpoint; raises PiffInputError naming the file if it is damaged."""
+    path = Path(path)
+    try:
+        wrapper = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise PiffInputError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(wrapper, dict) or wrapper.get("format") != FORMAT or "payload" not in wrapper:
+        raise PiffInputError(path, "not a piff checkpoint (missing format/payload)")
+    payload = wrapper["payload"]
+    if hashlib.sha256(payload).hexdigest() != wrapper.get("sha256"):
+        raise PiffInputError(path, "checksum mismatch: the checkpoint is corrupt")
+    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+
+
+class CheckpointDir:
+    def __init__(self, workdir, keep: int = 3):
+        self.path = Path(workdir) / "checkpoints"
+        self.keep = keep
+
+    def step_files(self) -> list[Path]:
+        """Checkpoint files, newest first."""
+        if not self.path.is_dir():
+            return []
+        files = [p for p in self.path.iterdir() if CKPT_RE.match(p.name)]
+        return sorted(files, key=lambda p: int(CKPT_RE.match(p.name).group(1)), reverse=True)
+
+    def save(self, state: dict, step: int) -> Path:
+        data = serialize(state)
+        target = self.path / f"ckpt_{step:07d}.pt"
+        atomic_write_bytes(target, data)
+        atomic_write_bytes(self.path / "latest.pt", data)
+        for old in self.step_files()[self.keep:]:
+            old.unlink(missing_ok=True)
+        return target
+
+    def newest_valid(self, fingerprint: str, map_location="cpu") -> dict | None:
+        """The newest checkpoint that loads, verifies and matches the fingerprint."""
+        candidates = ([self.path / "latest.pt"] if (self.path / "latest.pt").exists() else []) + self.step_files()
+        for path in candidates:
+            try:
+                state = load_checkpoint(path, map_location)
+            except PiffInputError as err:
+                log.warning("%s; trying the previous checkpoint", err)
+                continue
+            if state.get("fingerprint") != fingerprint:
+                log.warning("%s: fingerprint differs from this run; ignoring it", path)
+                continue
+            log.info("resuming from %s (step %d)", path, state["step"])
+            return state
+        return None
+
+    def completed_fingerprint(self) -> str | None:
+        marker = self.path / COMPLETED
+        return marker.read_text().strip() if marker.exists() else None
+
+    def mark_completed(self, fingerprint: str) -> None:
+        atomic_write_bytes(self.path / COMPLETED, (fingerprint + "\n").encode())
+
+    def archive(self, reason: str) -> Path | None:
+        """Move the folder aside (kept for inspection) so a fresh run never mixes with it."""
+        if not self.path.exists():
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        dest = self.path.with_name(f"checkpoints.{stamp}")
+        n = 0
+        while dest.exists():
+            n += 1
+            dest = self.path.with_name(f"checkpoints.{stamp}.{n}")
+        shutil.move(str(self.path), dest)
+        log.info("moved old checkpoints to %s (%s)", dest, reason)
+        return dest
+
+
+def prepare_run_dir(ckpts: CheckpointDir, fingerprint: str) -> str:
+    """Decide between resume and a fresh start (call on one rank only, before the others look).
+
+    Returns "resume" when an unfinished run with the same fingerprint owns the folder,
+    otherwise "fresh" (after moving any old folder aside and claiming a new one).
+    """
+    run_file = ckpts.path / RUN_FILE
+    if ckpts.path.exists() and any(ckpts.path.iterdir()):
+        owner = run_file.read_text().strip() if run_file.exists() else None
+        if ckpts.completed_fingerprint() is not None:
+            ckpts.archive("the previous run finished; retraining from step 0")
+        elif owner != fingerprint:
+            ckpts.archive("hyper-parameters or dataset changed")
+        else:
+            return "resume"
+    atomic_write_bytes(run_file, (fingerprint + "\n").encode())
+    return "fresh"
+
+
+def file_sha256(path, chunk=1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,88 @@
+"""Training hyper-parameters: one experiment entry of config/config.yaml, with its defaults.
+
+The defaults mirror ``workflow/schemas/config.schema.yaml`` (the schema fills them in the
+workflow; this class fills them for direct ``piff train`` use and checks the combination).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from piff.errors import PiffInputError
+
+# Keys that change how a run is watched or sampled, not the weights it produces: editing them
+# resumes the run instead of retraining it.
+NON_TRAINING_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe",
+                     "sampler", "members", "dataset")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = ""
+    description: str = ""
+    type: str = "piff"  # piff | regression
+    model: str = "tiny"
+    noise: str = "constant"
+    sigma: float = 0.1
+    use_physics: bool = False
+    physics_weight: float = 0.1
+    use_spm: bool = True
+    prior: str = "spm"
+    batch_size: int = 16
+    microbatch: int = 16
+    lr: float = 2e-4
+    rain_encoder_lr: float = 4e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 50
+    steps: int = 1000
+    ckpt_every: int = 100
+    keep_checkpoints: int = 3
+    log_every: int = 20
+    nproc: int = 1
+    amp: bool = False
+    wall_time_budget_min: float | None = None
+    nfe: list = field(default_factory=lambda: [1, 2, 5, 10])
+    sampler: str = "euler"
+    members: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict, source="experiment") -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise PiffInputError(source, f"unknown training option(s): {', '.join(unknown)}")
+        cfg = cls(**d)
+        cfg.check(source)
+        return cfg
+
+    def check(self, source="experiment") -> None:
+        choices = {"type": ("piff", "regression"), "noise": ("none", "constant", "bridge"),
+                   "prior": ("spm", "coarse"), "lr_schedule": ("constant", "cosine", "step"),
+                   "sampler": ("euler", "heun", "euler_maruyama")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
+        if self.batch_size % (self.nproc * self.microbatch):
+            raise PiffInputError(source, f"batch_size {self.batch_size} is not a multiple of nproc x microbatch "
+                                         f"= {self.nproc} x {self.microbatch}")
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per rank per optimiser step."""
+        return self.batch_size // (self.nproc * self.microbatch)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, dataset_sha256: str) -> str:
+        """Hash of everything that determines the trained weights (hyper-parameters + data)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS}
+        blob = json.dumps({"hparams": d, "dataset": dataset_sha256}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
