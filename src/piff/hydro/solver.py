@@ -70,7 +70,7 @@ class SimulationResult:
     mass_balance : list of dict, one per storm (m^3, from the float64 internal state)
         rain_m3, boundary_outflow_m3 (net, out positive), loss_m3, storage_change_m3,
         residual_m3 = rain - outflow - loss - storage change, and relative_residual =
-        residual / (rain + initial storage).
+        residual / (rain + initial storage + |net boundary flow|).
     """
 
     depth: np.ndarray
@@ -145,7 +145,10 @@ def _check_rain(rain, hours, source) -> np.ndarray:
 
 
 def _check_scalar(value, name, low, high=math.inf, *, low_open=False):
-    v = float(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise PiffInputError(name, f"{value!r} is not a number") from None
     ok = math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
     if not ok:
         raise PiffInputError(name, f"{value!r} is outside {'(' if low_open else '['}{low:g}, {high:g}]")
@@ -402,31 +405,31 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
     S, T = rain.shape
     n = _as_2d_raster(manning, z.shape, "manning")
     infil = None if infiltration_mm_per_h is None else _as_2d_raster(infiltration_mm_per_h, z.shape, "infiltration")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, dtype)
     if dtype not in (torch.float32, torch.float64):
         raise PiffInputError("dtype", f"expected torch.float32 or torch.float64, got {dtype}")
     p = {"dtype": dtype, "dx": dx, "alpha": _check_scalar(alpha, "alpha", 0.0, 1.0, low_open=True),
          "theta": _check_scalar(theta, "theta", 0.0, 1.0), "h_dry": _check_scalar(h_dry, "h_dry", 0.0, low_open=True),
          "max_dt": _check_scalar(max_dt, "max_dt", DT_QUANTUM_S)}
     spec = parse_boundaries(boundaries)
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise PiffInputError("device", f"{device!r} is not a torch device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PiffInputError("device", "CUDA was requested but torch sees no CUDA device")
     if steps_per_sync is None:
         steps_per_sync = 16 if device.type == "cuda" else 1
 
     c = _build_constants(z, mask, n, spec, dx, dtype, device)
     f64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=device)
-    h0 = np.zeros((S, ny, nx))
-    if initial_depth is not None:
-        h0[:] = _as_2d_raster(initial_depth, z.shape, "initial_depth", allow_scalar=True) if np.ndim(initial_depth) < 3 \
-            else np.asarray(initial_depth, dtype=np.float64)
-        if not np.all(np.isfinite(h0)) or np.any(h0 < 0):
-            raise PiffInputError("initial_depth", "depths must be finite and >= 0 m")
-        h0[:, mask] = 0.0
+    h0 = _initial_depth(initial_depth, S, mask)
     zeros = lambda *shape: torch.zeros((S,) + shape, dtype=torch.float64, device=device)
     state = (f64(h0), torch.zeros((S, ny, nx + 1), dtype=dtype, device=device),
              torch.zeros((S, ny + 1, nx), dtype=dtype, device=device), zeros(),
              zeros(ny, nx + 1), zeros(ny + 1, nx), zeros(ny, nx), zeros(ny, nx))
     infil_t = None if infil is None else f64(infil / (MM_PER_M * SECONDS_PER_HOUR) * ~mask)
-    rain_ms = f64(rain / (MM_PER_M * SECONDS_PER_HOUR))
     stepper = _Stepper(_make_step(c, spec, p), compile)
 
     out_np = np.float64 if dtype == torch.float64 else np.float32
@@ -435,20 +438,16 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
             ("flux_y", (ny + 1, nx)), ("loss", (ny, nx)))}
     out["depth"][:, 0] = h0
     budget = {"outflow": np.zeros(S), "loss": np.zeros(S)}
-    n_steps = 0
-    hours_iter = range(1, T + 1)
+    intervals = range(1, T + 1)
     if progress:
         from tqdm import tqdm
-        hours_iter = tqdm(hours_iter, desc="simulate", unit="h" if interval == SECONDS_PER_HOUR else "step")
-    for k in hours_iter:
+        intervals = tqdm(intervals, desc="simulate", unit="h" if interval == SECONDS_PER_HOUR else "output")
+    n_steps = 0
+    for k in intervals:
         t_end = torch.tensor(k * interval, dtype=torch.float64, device=device)
-        rain_k = rain_ms[:, k - 1].view(S, 1, 1)
-        while True:
-            for _ in range(steps_per_sync):
-                state = stepper(state, t_end, rain_k, infil_t)
-            n_steps += steps_per_sync
-            if not bool((state[3] < t_end).any()):  # the one host sync
-                break
+        rain_k = f64(rain[:, k - 1] / (MM_PER_M * SECONDS_PER_HOUR)).view(S, 1, 1)
+        state, steps = _advance(stepper, state, t_end, rain_k, infil_t, steps_per_sync)
+        n_steps += steps
         state = _save_interval(state, out, budget, k, dx, p["h_dry"] * interval)
     storage_end = (state[0].sum(dim=(1, 2)) * dx * dx).cpu().numpy()  # float64 state, not the cast output
     return SimulationResult(
@@ -470,6 +469,32 @@ def _settings(p, n, infil, spec, compiled, device) -> dict:
             "manning": _uniform_or_raster(n), "infiltration_mm_per_h": _uniform_or_raster(infil),
             "boundaries": spec.to_string(), "dtype": str(p["dtype"]).replace("torch.", ""),
             "compiled": compiled, "device": str(device)}
+
+
+def _initial_depth(initial_depth, S, mask) -> np.ndarray:
+    """(S, ny, nx) float64 starting depth [m] from None, a scalar, (ny, nx) or (S, ny, nx)."""
+    h0 = np.zeros((S,) + mask.shape)
+    if initial_depth is None:
+        return h0
+    value = np.asarray(initial_depth, dtype=np.float64)
+    if value.shape not in ((), mask.shape, h0.shape):
+        raise PiffInputError("initial_depth", f"expected a scalar, {mask.shape} or {h0.shape}, got shape {value.shape}")
+    h0[:] = value
+    if not np.all(np.isfinite(h0)) or np.any(h0 < 0):
+        raise PiffInputError("initial_depth", "depths must be finite and >= 0 m")
+    h0[:, mask] = 0.0
+    return h0
+
+
+def _advance(stepper, state, t_end, rain, infil, steps_per_sync):
+    """Step every storm to ``t_end``; returns the state and the number of steps taken."""
+    steps = 0
+    while True:
+        for _ in range(steps_per_sync):
+            state = stepper(state, t_end, rain, infil)
+        steps += steps_per_sync
+        if not bool((state[3] < t_end).any()):  # the one host sync per steps_per_sync steps
+            return state, steps
 
 
 def _save_interval(state, out, budget, k, dx, hdt_dry):
@@ -501,10 +526,11 @@ def _mass_balance(rain, interval, mask, dx, h0, storage_end, budget) -> list:
     for s in range(rain.shape[0]):
         change = storage_end[s] - storage0[s]
         residual = rain_m3[s] - budget["outflow"][s] - budget["loss"][s] - change
+        scale = rain_m3[s] + storage0[s] + abs(budget["outflow"][s])  # water that took part
         rows.append({"rain_m3": float(rain_m3[s]), "boundary_outflow_m3": float(budget["outflow"][s]),
                      "loss_m3": float(budget["loss"][s]), "storage_change_m3": float(change),
                      "residual_m3": float(residual),
-                     "relative_residual": float(residual / max(rain_m3[s] + storage0[s], 1e-300))})
+                     "relative_residual": float(residual / max(scale, 1e-300))})
     return rows
 
 

@@ -1,0 +1,97 @@
+"""Spatial-transformer blocks: self-attention over the map, cross-attention to the rainfall
+tokens, feed-forward (the block PIFF puts at every attention resolution)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention of ``x`` (B, N, dim) over ``context`` (B, M, context_dim); self-
+    attention when ``context`` is None. Returns (B, N, dim)."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int | None = None):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or dim, inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        ctx = x if context is None else context
+        q, k, v = (self._split(f(a)) for f, a in ((self.to_q, x), (self.to_k, ctx), (self.to_v, ctx)))
+        out = F.scaled_dot_product_attention(q, k, v)
+        b, _, n, _ = out.shape
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+    def _split(self, a: torch.Tensor) -> torch.Tensor:
+        b, n, _ = a.shape
+        return a.reshape(b, n, self.heads, -1).transpose(1, 2)  # (B, heads, N, head_dim)
+
+
+class FeedForward(nn.Module):
+    """GEGLU feed-forward (B, N, dim) -> (B, N, dim), hidden width ``mult * dim``."""
+
+    def __init__(self, dim: int, mult: int, dropout: float):
+        super().__init__()
+        self.proj = nn.Linear(dim, 2 * mult * dim)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(mult * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return self.out(a * F.gelu(gate))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm self-attention, cross-attention to ``context``, feed-forward; all residual."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int, context_dim: int, ff_mult: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, heads, head_dim)
+        self.cross_attn = Attention(dim, heads, head_dim, context_dim)
+        self.ff = FeedForward(dim, ff_mult, dropout)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x))
+        x = x + self.cross_attn(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    """(B, C, H, W) feature map + (B, M, context_dim) tokens -> (B, C, H, W).
+
+    GroupNorm, 1x1 projection to ``heads * head_dim`` channels, ``depth`` transformer blocks
+    over the H*W positions, zero-initialised 1x1 projection back, residual: at initialisation
+    the block is the identity, so inserting it does not disturb the U-Net.
+    """
+
+    def __init__(self, channels: int, heads: int, head_dim: int, context_dim: int, depth: int = 1,
+                 ff_mult: int = 4, dropout: float = 0.0, norm_groups: int = 32):
+        super().__init__()
+        inner = heads * head_dim
+        self.norm = nn.GroupNorm(min(norm_groups, channels), channels, eps=1e-6)
+        self.proj_in = nn.Conv2d(channels, inner, 1)
+        self.blocks = nn.ModuleList(TransformerBlock(inner, heads, head_dim, context_dim, ff_mult, dropout)
+                                    for _ in range(depth))
+        self.proj_out = zero_module(nn.Conv2d(inner, channels, 1))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        y = self.proj_in(self.norm(x))
+        y = y.flatten(2).transpose(1, 2)  # (B, H*W, inner)
+        for block in self.blocks:
+            y = block(y, context)
+        y = y.transpose(1, 2).reshape(b, -1, h, w)
+        return x + self.proj_out(y)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero a module's parameters (ADM: residual branches start as the identity)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module

@@ -1,0 +1,59 @@
+"""The conditioned backbone shared by the bridge and the regression baseline: a U-Net whose
+input channels are stacked maps (x_t / DEM / SPM) and whose attention sites cross-attend to
+the rainfall encoder's tokens."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from piff.model.config import ModelConfig
+from piff.model.rain_encoder import RainfallEncoder
+from piff.model.unet import UNet
+
+
+class ConditionedNet(nn.Module):
+    """U-Net (``self.net``) + rainfall encoder (``self.rain_encoder``) built from a config."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.rain_encoder = RainfallEncoder(config.rain_width, config.rain_layers, config.rain_heads,
+                                            dropout=config.dropout)
+        self.net = UNet(config.in_channels, 1, config.base_channels, config.channel_mult, config.num_res_blocks,
+                        config.attention_ds, config.num_heads, config.head_channels, config.transformer_depth,
+                        config.ff_mult, config.rain_width, config.dropout, config.norm_groups)
+
+    def encode_rain(self, rain_window_mm_per_h: torch.Tensor) -> torch.Tensor:
+        """(B, 24) mm/h -> (B, 24, rain_width) cross-attention context."""
+        return self.rain_encoder(rain_window_mm_per_h)
+
+    def run(self, maps: list[torch.Tensor], spm_model: torch.Tensor | None, t: torch.Tensor,
+            context: torch.Tensor) -> torch.Tensor:
+        """Stack ``maps`` (each (B, 1, H, W), model space) and the SPM channel, run the U-Net."""
+        if self.config.use_spm != (spm_model is not None):
+            need = "needs an SPM map" if self.config.use_spm else "was built without SPM (use_spm=False); pass None"
+            raise ValueError(f"this model {need}")
+        x = torch.cat(maps + ([spm_model] if spm_model is not None else []), dim=1)
+        return self.net(x, t, context)
+
+    def spm_input(self, normaliser, spm_m: torch.Tensor | None) -> torch.Tensor | None:
+        """The SPM channel in model space, or None when the model does not use it."""
+        return normaliser.to_model_spm(spm_m) if self.config.use_spm else None
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Eval mode (no dropout) inside the block; the previous mode comes back on exit."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,66 @@
+"""Mass-conservation (continuity) residual over one hour, in physical units.
+
+Exactly the discrete identity of docs/architecture.md ("The discrete continuity identity"):
+
+    depth[k] - depth[k-1] = (flux_x[:, :-1] - flux_x[:, 1:] + flux_y[:-1, :] - flux_y[1:, :]) / dx
+                            + rain_mm_per_h[k] / 1000 - loss[k]
+
+``flux_x`` (.., H, W+1) and ``flux_y`` (.., H+1, W) already include the boundary faces, so
+the divergence needs no padding and no flux is invented at the borders (the reference
+code's zero padding did that).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from piff.units import MM_PER_M, SECONDS_PER_HOUR, mm_to_m
+
+
+def hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None):
+    """Water-balance error of one hour, (B, 1, H, W) in metres (of water depth).
+
+    depth_now_m, depth_prev_m: (B, 1, H, W) m at hours k and k-1.
+    flux_x_m2: (B, 1, H, W+1), flux_y_m2: (B, 1, H+1, W) hour-integrated face discharge (m^2),
+        positive towards +column / +row.
+    rain_mm_per_h: (B,) intensity of the interval (k-1, k].
+    dx: float or (B,) cell size (m). loss_m: (B, 1, H, W) m of losses over the hour, or None.
+    """
+    _check_shapes(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2)
+    b = depth_now_m.shape[0]
+    dx = torch.as_tensor(dx, dtype=depth_now_m.dtype, device=depth_now_m.device).reshape(-1, 1, 1, 1)
+    rain_m = mm_to_m(torch.as_tensor(rain_mm_per_h, dtype=depth_now_m.dtype, device=depth_now_m.device))
+    # net inflow through the four faces of each cell: left - right + top - bottom
+    inflow = (flux_x_m2[..., :-1] - flux_x_m2[..., 1:] + flux_y_m2[..., :-1, :] - flux_y_m2[..., 1:, :]) / dx
+    source = inflow + rain_m.reshape(b, 1, 1, 1)
+    if loss_m is not None:
+        source = source - loss_m
+    return depth_now_m - depth_prev_m - source
+
+
+def continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None):
+    """Continuity residual R = (h_k - h_{k-1}) / dt + div(q) - r + loss rate, (B, 1, H, W) in m/s,
+    with dt = one hour; arguments as ``hourly_imbalance``. Zero (to rounding) on a solver run."""
+    return hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m) / SECONDS_PER_HOUR
+
+
+def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None, scale_m=None):
+    """mean(R^2) with R expressed as the hourly imbalance in units of ``scale_m`` metres.
+
+    In m/s the residual is ~1e-6 for centimetre errors, so mean(R^2) would be ~1e-12 and any
+    sensible ``physics_weight`` would make it vanish. Default ``scale_m=None`` uses 1 mm,
+    i.e. R in mm/h. ``training_loss`` passes the normaliser's depth scale instead, which puts
+    the term in model-space units, the same units as the velocity MSE it is added to.
+    """
+    r_m_per_s = continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m)
+    scale = 1.0 / MM_PER_M if scale_m is None else float(scale_m)
+    return (r_m_per_s * (SECONDS_PER_HOUR / scale)).square().mean()
+
+
+def _check_shapes(depth_now, depth_prev, flux_x, flux_y):
+    b, c, h, w = depth_now.shape
+    expected = {"depth_prev": (depth_prev.shape, (b, c, h, w)), "flux_x": (flux_x.shape, (b, c, h, w + 1)),
+                "flux_y": (flux_y.shape, (b, c, h + 1, w))}
+    for name, (got, want) in expected.items():
+        if tuple(got) != want:
+            raise ValueError(f"{name} has shape {tuple(got)}, expected {want} for depth of shape {(b, c, h, w)}")

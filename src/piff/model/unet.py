@@ -1,0 +1,160 @@
+"""ADM / guided-diffusion style U-Net with FiLM time conditioning and rainfall cross-attention.
+
+Levels: one per entry of ``channel_mult``; level ``l`` runs at 1 / 2**l of the input size with
+``base * channel_mult[l]`` channels. Encoder: ``num_res_blocks`` residual blocks per level,
+then a stride-2 conv (except the last level). Middle: res, transformer, res. Decoder:
+``num_res_blocks + 1`` residual blocks per level on the concatenated skips, nearest-neighbour
+upsampling + conv. A spatial transformer (self-attn, cross-attn to the rain tokens, FF)
+follows every residual block at a downsampling factor listed in ``attention_ds``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from piff.errors import PiffInputError
+from piff.model.attention import SpatialTransformer, zero_module
+
+# The sinusoidal embedding is ADM's, built for t in 0..1000 with periods up to 10^4; our bridge
+# time is in [0, 1], so it is stretched by TIME_SCALE first (feeding the raw t, as the
+# reference code did, leaves most frequencies frozen near their t = 0 value).
+TIME_SCALE = 1000.0
+MAX_PERIOD = 10_000.0
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B,) times in [0, 1] -> (B, dim) sinusoidal features of TIME_SCALE * t."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(MAX_PERIOD) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (TIME_SCALE * t.float())[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv, FiLM scale-shift from the time embedding, GroupNorm-SiLU-dropout-conv
+    (zero-initialised), residual (1x1 conv on the skip when the width changes)."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, groups: int):
+        super().__init__()
+        self.in_layers = nn.Sequential(nn.GroupNorm(min(groups, in_ch), in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
+        self.out_norm = nn.GroupNorm(min(groups, out_ch), out_ch)
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
+        self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        scale, shift = self.emb(emb)[..., None, None].chunk(2, dim=1)
+        h = self.out_norm(h) * (1 + scale) + shift
+        return self.skip(x) + self.out_layers(h)
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x, emb=None):
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x, emb=None):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class Stage(nn.Module):
+    """A residual block optionally followed by a spatial transformer (or a resampler)."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, emb, context):
+        for layer in self.layers:
+            x = layer(x, context) if isinstance(layer, SpatialTransformer) else layer(x, emb)
+        return x
+
+
+class UNet(nn.Module):
+    """(B, in_channels, H, W) map, (B,) time in [0, 1], (B, M, context_dim) tokens -> (B, out_channels, H, W).
+
+    H and W must be divisible by 2 ** (len(channel_mult) - 1).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 1, base_channels: int = 128,
+                 channel_mult=(1, 1, 2, 4, 4), num_res_blocks: int = 2, attention_ds=(8, 16),
+                 num_heads: int = 8, head_channels: int = 64, transformer_depth: int = 1, ff_mult: int = 4,
+                 context_dim: int = 256, dropout: float = 0.0, norm_groups: int = 32):
+        super().__init__()
+        self.levels = len(channel_mult)
+        emb_dim = 4 * base_channels
+        self.base_channels = base_channels
+        self.time_embed = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+
+        def res(cin, cout):
+            return ResBlock(cin, cout, emb_dim, dropout, norm_groups)
+
+        def attn(ch):
+            return SpatialTransformer(ch, num_heads, head_channels, context_dim, transformer_depth, ff_mult, dropout, norm_groups)
+
+        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.down = nn.ModuleList()
+        skip_channels, ch, ds = [base_channels], base_channels, 1
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layers = [res(ch, base_channels * mult)]
+                ch = base_channels * mult
+                layers += [attn(ch)] if ds in attention_ds else []
+                self.down.append(Stage(*layers))
+                skip_channels.append(ch)
+            if level < self.levels - 1:
+                self.down.append(Stage(Downsample(ch)))
+                skip_channels.append(ch)
+                ds *= 2
+        self.middle = Stage(res(ch, ch), attn(ch), res(ch, ch))
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                layers = [res(ch + skip_channels.pop(), base_channels * mult)]
+                ch = base_channels * mult
+                layers += [attn(ch)] if ds in attention_ds else []
+                if level > 0 and i == num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.up.append(Stage(*layers))
+        self.out = nn.Sequential(nn.GroupNorm(min(norm_groups, ch), ch), nn.SiLU(),
+                                 zero_module(nn.Conv2d(ch, out_channels, 3, padding=1)))
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.levels - 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        self._check_size(x)
+        emb = self.time_embed(timestep_embedding(t, self.base_channels).to(x.dtype))
+        h = self.conv_in(x)
+        skips = [h]
+        for stage in self.down:
+            h = stage(h, emb, context)
+            skips.append(h)
+        h = self.middle(h, emb, context)
+        for stage in self.up:
+            h = stage(torch.cat([h, skips.pop()], dim=1), emb, context)
+        return self.out(h)
+
+    def _check_size(self, x: torch.Tensor) -> None:
+        m = self.size_multiple
+        h, w = x.shape[-2:]
+        if h % m or w % m:
+            raise PiffInputError("model input", f"map size {h}x{w} is not divisible by {m} (2^(levels-1) for "
+                                 f"{self.levels} U-Net levels); pad or crop the DEM to a multiple of {m}")
