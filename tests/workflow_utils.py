@@ -33,9 +33,9 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
     """Run ``python -m snakemake`` on the repository's Snakefile inside ``workdir``."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
            "--cores", "2", "--nolock"]
-    if configfile is not None:
-        cmd += ["--configfile", str(configfile)]
     cmd += list(args)
+    if configfile is not None:  # last: --configfile is greedy and would swallow targets after it
+        cmd += ["--configfile", str(configfile)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)

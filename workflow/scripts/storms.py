@@ -9,4 +9,4 @@ from piff.hydro.storms import write_scenario_csv
 with logs.to_file(snakemake.log[0]):
     storms = preprocess.make_storms(json.loads(snakemake.params.storms), json.loads(snakemake.params.split))
     fmt.write_netcdf(storms, snakemake.output.storms)
-    write_scenario_csv(storms, snakemake.output.csv)
+    write_scenario_csv(preprocess.storm_list(storms), snakemake.output.csv)

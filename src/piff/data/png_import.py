@@ -309,7 +309,8 @@ def _read_stats(path: Path) -> list[tuple[str, str, float, float]]:
             except (TypeError, ValueError):
                 raise PiffInputError(path, f"line {line}: Min/Max Elevation of {filename} are not numbers") from None
             if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-                raise PiffInputError(path, f"line {line}: Min Elevation {lo} > Max Elevation {hi} for {filename}")
+                raise PiffInputError(path, f"line {line}: Min/Max Elevation of {filename} must be finite with "
+                                           f"min <= max, got {lo} and {hi}")
             rows.append((Path(filename).stem if filename.lower().endswith(".png") else filename, filename, lo, hi))
     if not rows:
         raise PiffInputError(path, "lists no DEMs")

@@ -93,6 +93,15 @@ def make_storms(storms_cfg: dict, split_cfg: dict) -> xr.Dataset:
     return ds
 
 
+def storm_list(table: xr.Dataset):
+    """The storm table back as a list of :class:`piff.hydro.storms.Storm` (e.g. to write PIFF's csv)."""
+    from piff.hydro.storms import Storm
+
+    return [Storm(int(table["storm"][i]), str(table["storm_shape"][i].values), str(table["storm_group"][i].values),
+                  float(table["storm_total"][i]), table["rainfall"].values[i, 1:])
+            for i in range(table.sizes["storm"])]
+
+
 def assign_splits(storms, split_cfg: dict) -> list[str]:
     """test: any storm of a held-out shape or a held-out total; val: a held-out total; else train."""
     test_shapes = set(split_cfg.get("test_shapes", []))

@@ -103,6 +103,13 @@ class FloodMapDataset(torch.utils.data.Dataset):
         ds.close()
         self._nc, self._nc_pid = None, None
 
+    def normaliser_arrays(self, max_maps: int = 2000):
+        """(depth maps, elevations) of this split in metres, to fit the model's Normaliser.
+        At most ``max_maps`` depth maps, evenly spread over the split (hours 1..T)."""
+        take = self.index[:: max(1, len(self.index) // max_maps)]
+        depth = np.stack([self._field("depth", int(d), int(r), int(h)) for d, r, h in take])
+        return depth, self.elevation
+
     def __len__(self) -> int:
         return len(self.index)
 

@@ -95,6 +95,7 @@ class FillAndSpill:
         labels = ndimage.label(valid & (self.filled > self.z), structure=_EIGHT)[0]
         self._build_tree(labels)
         self._build_level_tables()
+        self._build_lakes()
 
     # ---------------------------------------------------------------------------- building
     def _find_closed_regions(self):
@@ -131,9 +132,9 @@ class FillAndSpill:
             node = self._cell_nodes(labels, nd)
             sink = self._drain_to_terminal(node)
             down = self._depression_links(labels, nd, node, sink)
-            n_groups, group = connected_components(
-                coo_matrix((np.ones(nd), (np.arange(nd), np.maximum(down[1:] - 1, 0))), shape=(nd, nd)),
-                directed=True, connection="strong")
+            src = np.flatnonzero((down[1:nd + 1] >= 1) & (down[1:nd + 1] <= nd))
+            graph = coo_matrix((np.ones(src.size), (src, down[1 + src] - 1)), shape=(nd, nd))
+            n_groups, group = connected_components(graph, directed=True, connection="strong")
             if n_groups == nd:
                 break
             # merge every strongly connected group into one depression (same spill level)
@@ -197,7 +198,7 @@ class FillAndSpill:
         key = np.where((dst >= 1) & (dst <= nd), spill[np.clip(dst, 0, nd)], -np.inf)
         order = np.lexsort((dst, key, src))  # per source: lowest key first
         src, dst = src[order], dst[order]
-        first = np.r_[True, src[1:] != src[:-1]]
+        first = np.r_[True, src[1:] != src[:-1]] if src.size else np.zeros(0, bool)
         down[src[first]] = dst[first]
         missing = np.setdiff1d(np.arange(1, nd + 1), src)
         if missing.size:  # pragma: no cover - the flood entered every depression from outside
@@ -239,7 +240,7 @@ class FillAndSpill:
         self._dep_cells, self._dep_lab = cells, lab
         zs, ls = zc[order], lab[order]
         counts = np.bincount(ls, minlength=nd + 1)[1:]
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        starts = np.cumsum(counts) - counts
         k = np.arange(zs.size) - np.repeat(starts, counts)  # rank within the depression
         csum = np.cumsum(zs)
         below = csum - zs - np.repeat(csum[starts] - zs[starts], counts)  # sum of lower beds
@@ -248,7 +249,7 @@ class FillAndSpill:
         self.spill_level = spill
         self.capacity = np.zeros(self.n_nodes)
         self.capacity[1:nd + 1] = self.cell_area * (counts * spill[1:] - np.bincount(ls, zs, nd + 1)[1:])
-        offset = np.concatenate([[0.0], np.cumsum(self.capacity[1:nd + 1] + 1.0)[:-1]])
+        offset = np.cumsum(self.capacity[1:nd + 1] + 1.0) - (self.capacity[1:nd + 1] + 1.0)
         self._zs, self._rank, self._vol = zs, k, vol
         self._key = vol + np.repeat(offset, counts)
         self._offset, self._starts = offset, starts
@@ -279,38 +280,87 @@ class FillAndSpill:
         if np.any(~np.isfinite(rain_m)) or np.any(rain_m < 0):
             raise ValueError("rainfall depths must be finite and >= 0 mm")
         stored, inflow = self._route(rain_m)
+        nd = self.n_depressions
+        # closed regions first: a rising lake may top up a depression (changes its stored volume)
+        lakes = [self._settle_lake(k, inflow[nd + 1 + k], stored) for k in range(len(self.closed_regions))]
         levels = self._levels(stored)
         nb = rain_m.size
         depth = np.zeros((nb, self.z.size), np.float64)
         zc = self.z.ravel()[self._dep_cells]
         depth[:, self._dep_cells] = np.maximum(levels[self._dep_lab - 1].T - zc, 0.0)
-        nd = self.n_depressions
-        lake = inflow[nd + 1:]  # closed-region terminal lakes receive all their inflow
-        for k, cells in enumerate(self.closed_regions):
-            for b in np.flatnonzero(lake[k] > 0):
-                self._fill_lake(depth[b], cells, lake[k, b], stored[:, b])
+        for k, (level, n_merged) in enumerate(lakes):
+            self._lake_depth(depth, k, level, n_merged)
         budget = {"rain_m3": self.catchment_area.sum() * rain_m, "outflow_m3": inflow[_LEAVES],
                   "stored_m3": depth.sum(axis=1) * self.cell_area}
         return depth.reshape((nb,) + self.shape), budget
 
-    def _fill_lake(self, depth, cells, volume, stored):
-        """Terminal lake of a closed region: a flat level over the region's filled surface;
-        depressions whose spill level it passes join it (their water and their beds), until no
-        more join. Writes the region's depths into ``depth`` (flat, m) in place."""
-        flat = self.labels.ravel()[cells]
+    def _build_lakes(self):
+        """Per closed region: the volume curve of its filled surface and its depressions in
+        ascending spill level (the order in which a rising terminal lake reaches them)."""
+        self._lakes = []
+        flat = self.labels.ravel()
+        for cells in self.closed_regions:
+            f = np.sort(self.filled.ravel()[cells].astype(np.float64))
+            k = np.arange(f.size)
+            vol_f = self.cell_area * (k * f - (np.cumsum(f) - f))
+            deps = np.unique(flat[cells])
+            deps = deps[deps > 0]
+            deps = deps[np.argsort(self.spill_level[deps], kind="stable")]
+            self._lakes.append({"cells": cells, "f": f, "vol_f": vol_f, "deps": deps})
+
+    def _lake_volume_at(self, lake, level):
+        """Volume [m3] of water above the filled surface of a region below ``level`` (array)."""
+        f, vol_f = lake["f"], lake["vol_f"]
+        i = np.maximum(np.searchsorted(f, level, side="right") - 1, 0)
+        return np.where(level > f[0], vol_f[i] + self.cell_area * (i + 1) * (level - f[i]), 0.0)
+
+    def _settle_lake(self, k, volume, stored):
+        """Terminal lake of closed region ``k`` for lake inflows ``volume`` (nb,) m3.
+
+        The lake rises over the filled surface; when it reaches the spill level S of the next
+        depression (ascending S) it pours into it: a depression it fills up joins the lake (its
+        water and its bed; ``n_merged`` counts them), a depression it cannot fill gets the rest
+        of the water (``stored`` is updated in place) and the lake stands at S. Vectorised over
+        bins: depression i joins iff V + sum(stored[:i+1]) >= V_f(S_i) + sum(cap[:i+1]).
+        Returns (lake level (nb,) m, n_merged (nb,)).
+        """
+        lake = self._lakes[k]
+        deps = lake["deps"]
+        S, cap = self.spill_level[deps], self.capacity[deps]
+        sto = stored[deps]  # (n, nb)
+        need = self._lake_volume_at(lake, S)[:, None] + np.cumsum(cap)[:, None]
+        have = volume[None, :] + np.cumsum(sto, axis=0)
+        joins = have >= need
+        n_merged = np.where(joins.all(axis=0), deps.size, np.argmin(joins, axis=0))
+        nb = volume.size
+        level = np.zeros(nb)
+        for b in range(nb):
+            m = n_merged[b]
+            if volume[b] <= 0 and m == 0:
+                level[b] = -np.inf  # no lake
+                continue
+            # water the lake holds above the filled surface: all of it, minus the merged capacity
+            above = volume[b] + sto[:m, b].sum() - cap[:m].sum()
+            if m < deps.size and above >= self._lake_volume_at(lake, S[m]):
+                stored[deps[m], b] += above - self._lake_volume_at(lake, S[m])  # tops up depression m
+                level[b] = S[m]
+            else:
+                i = int(np.searchsorted(lake["vol_f"], max(above, 0.0), side="right")) - 1
+                level[b] = lake["f"][i] + (max(above, 0.0) - lake["vol_f"][i]) / (self.cell_area * (i + 1))
+        return level, n_merged
+
+    def _lake_depth(self, depth, k, level, n_merged):
+        """Write the lake depth of region ``k`` into ``depth`` (nb, cells) in place: flat level
+        over the non-depression cells and the merged depressions, which it replaces."""
+        lake = self._lakes[k]
+        cells, deps = lake["cells"], lake["deps"]
+        lab = self.labels.ravel()[cells]
         z = self.z.ravel()[cells].astype(np.float64)
-        f = self.filled.ravel()[cells].astype(np.float64)
-        merged = np.zeros(self.n_nodes, bool)
-        while True:
-            joined = merged[flat] & (flat > 0)
-            bed = np.where(joined, z, f)
-            level = _flat_level(bed, volume + stored[merged].sum(), self.cell_area)
-            passed = np.unique(flat[(flat > 0) & (f < level)])
-            if merged[passed].all():
-                break
-            merged[passed] = True
-        lake = np.maximum(level - bed, 0.0)
-        depth[cells] = np.where(joined, lake, depth[cells] + lake)
+        rank = np.full(self.n_nodes, deps.size)
+        rank[deps] = np.arange(deps.size)
+        for b in np.flatnonzero(np.isfinite(level)):
+            in_lake = (lab == 0) | (rank[lab] < n_merged[b])
+            depth[b, cells[in_lake]] = np.maximum(level[b] - z[in_lake], 0.0)
 
     # ---------------------------------------------------------------------------- public
     def depth(self, rain_mm: float) -> np.ndarray:
@@ -324,15 +374,6 @@ class FillAndSpill:
     def budget(self, rain_mm) -> dict:
         """Water balance [m3] for rainfall depth(s) ``rain_mm``: rain, outflow, stored (float64)."""
         return self._maps(rain_mm)[1]
-
-
-def _flat_level(bed: np.ndarray, volume: float, cell_area: float) -> float:
-    """The level L with sum(max(L - bed, 0)) * cell_area == volume (bed sorted internally)."""
-    zs = np.sort(bed)
-    k = np.arange(zs.size)
-    vol = cell_area * (k * zs - (np.cumsum(zs) - zs))
-    i = int(np.searchsorted(vol, volume, side="right")) - 1
-    return float(zs[i] + (volume - vol[i]) / (cell_area * (i + 1)))
 
 
 # -------------------------------------------------------------------------------- lookup

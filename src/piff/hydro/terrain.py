@@ -368,10 +368,11 @@ def _read_gdal(path: Path, dx) -> Terrain:
     nodata = np.ma.getmaskarray(band) if nodata_value is not None else np.zeros(z.shape, bool)
     if tr.b != 0 or tr.d != 0:
         raise PiffInputError(path, "rotated or sheared grids are not supported; warp to a north-up grid first")
-    if tr.e > 0:  # south-up raster: flip so row 0 is north
+    # GDAL reports a raster without geotransform as the identity (rows counted downwards)
+    georeferenced = crs is not None or not tr.is_identity
+    if georeferenced and tr.e > 0:  # south-up raster: flip so row 0 is north
         z, nodata = z[::-1], nodata[::-1]
         tr = rasterio.Affine(tr.a, 0.0, tr.c, 0.0, -tr.e, tr.f + tr.e * z.shape[0])
-    georeferenced = crs is not None or not tr.is_identity
     if dx is None:
         if not georeferenced:
             raise PiffInputError(path, "has no georeferencing (no CRS, identity transform): give dx (--dx METRES)")

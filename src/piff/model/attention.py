@@ -3,6 +3,8 @@ tokens, feed-forward (the block PIFF puts at every attention resolution)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,7 +76,7 @@ class SpatialTransformer(nn.Module):
                  ff_mult: int = 4, dropout: float = 0.0, norm_groups: int = 32):
         super().__init__()
         inner = heads * head_dim
-        self.norm = nn.GroupNorm(min(norm_groups, channels), channels, eps=1e-6)
+        self.norm = group_norm(channels, norm_groups)
         self.proj_in = nn.Conv2d(channels, inner, 1)
         self.blocks = nn.ModuleList(TransformerBlock(inner, heads, head_dim, context_dim, ff_mult, dropout)
                                     for _ in range(depth))
@@ -95,3 +97,9 @@ def zero_module(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         nn.init.zeros_(p)
     return module
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm with the largest group count dividing ``channels`` that is <= ``groups``
+    (skip concatenations such as 16 + 32 = 48 channels are not multiples of 32)."""
+    return nn.GroupNorm(math.gcd(channels, groups), channels, eps=1e-6)

@@ -93,13 +93,14 @@ class Bridge:
     def sample(self, velocity_fn: VelocityFn, x1: torch.Tensor, nfe: int, method: str = "euler",
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Integrate from x1 (B, C, H, W) at t = 1 to t = 0 with exactly ``nfe`` calls of
-        ``velocity_fn``; returns x at t = 0 (model space)."""
+        ``velocity_fn``; returns x at t = 0 (model space). ``generator`` (on x1's device) makes
+        ``euler_maruyama`` reproducible; the deterministic methods ignore it."""
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"nfe must be an integer >= 1, got {nfe!r}")
         if method == "euler":
             return self._euler(velocity_fn, x1, nfe, None)
         if method == "euler_maruyama":
-            return self._euler(velocity_fn, x1, nfe, generator if self.noise != "none" else None, stochastic=True)
+            return self._euler(velocity_fn, x1, nfe, generator, stochastic=True)
         if method == "heun":
             return self._heun(velocity_fn, x1, nfe)
         raise ValueError(f"method must be one of {SAMPLERS}, got {method!r}")

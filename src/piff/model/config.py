@@ -39,8 +39,6 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise PiffInputError("model config", f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.base_channels % min(self.norm_groups, self.base_channels):
-            raise PiffInputError("model config", f"base_channels={self.base_channels} is not divisible by norm_groups={self.norm_groups}")
 
     @classmethod
     def from_preset(cls, name: str = "tiny", **overrides) -> "ModelConfig":

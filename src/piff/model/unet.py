@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from piff.errors import PiffInputError
-from piff.model.attention import SpatialTransformer, zero_module
+from piff.model.attention import SpatialTransformer, group_norm, zero_module
 
 # The sinusoidal embedding is ADM's, built for t in 0..1000 with periods up to 10^4; our bridge
 # time is in [0, 1], so it is stretched by TIME_SCALE first (feeding the raw t, as the
@@ -41,9 +41,9 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float, groups: int):
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(min(groups, in_ch), in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(group_norm(in_ch, groups), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
-        self.out_norm = nn.GroupNorm(min(groups, out_ch), out_ch)
+        self.out_norm = group_norm(out_ch, groups)
         self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
@@ -132,7 +132,7 @@ class UNet(nn.Module):
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.up.append(Stage(*layers))
-        self.out = nn.Sequential(nn.GroupNorm(min(norm_groups, ch), ch), nn.SiLU(),
+        self.out = nn.Sequential(group_norm(ch, norm_groups), nn.SiLU(),
                                  zero_module(nn.Conv2d(ch, out_channels, 3, padding=1)))
 
     @property

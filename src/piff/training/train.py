@@ -143,11 +143,12 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
     d.barrier()
     state = ckpts.newest_valid(fingerprint)
 
-    seed = cfg.seed + 7919 * d.rank  # different noise on every rank, reproducible
-    torch.manual_seed(seed), np.random.seed(seed % 2**32), random.seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    torch.manual_seed(cfg.seed)  # identical initial weights (and EMA) on every rank
     objective = Objective(cfg, data if state is None else None,
                           normaliser_state=None if state is None else state["normaliser"], device=d.device)
+    seed = cfg.seed + 7919 * d.rank  # then different noise on every rank, reproducibly
+    torch.manual_seed(seed), np.random.seed(seed % 2**32), random.seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     optimizer = objective.optimizer()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     step, history = 0, []
@@ -219,7 +220,7 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
             return EXIT_RESUMABLE
 
     if d.is_master:
-        write_outputs(objective, optimizer, scheduler, cfg, fingerprint, dataset_path, dataset_sha, step, history,
+        write_outputs(objective, optimizer, scheduler, cfg, fingerprint, data, dataset_sha, step, history,
                       out_path, workdir)
         ckpts.mark_completed(fingerprint)
     d.barrier()
@@ -237,14 +238,15 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def write_outputs(objective, optimizer, scheduler, cfg, fingerprint, dataset_path, dataset_sha, step, history,
+def write_outputs(objective, optimizer, scheduler, cfg, fingerprint, data, dataset_sha, step, history,
                   out_path: Path, workdir: Path) -> None:
     """model.pt (last, atomically), options.yaml, loss.csv and loss.png."""
     import yaml
 
     write_loss_curve(history, workdir / "loss.csv", workdir / "loss.png")
     meta = {"piff_version": __version__, "fingerprint": fingerprint, "step": step, "train_config": cfg.to_dict(),
-            "dataset": str(dataset_path), "dataset_sha256": dataset_sha, **objective.metadata()}
+            "dataset": str(data.path), "dataset_sha256": dataset_sha, "cell_size_m": data.dx,
+            "grid_shape": list(data.shape), **objective.metadata()}
     (workdir / "options.yaml").write_text(yaml.safe_dump(meta, sort_keys=True))
     payload = {**objective.export(), "optimizer": optimizer.state_dict(), "sched": scheduler.state_dict(),
                "piff": meta}

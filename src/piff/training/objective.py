@@ -1,0 +1,133 @@
+"""What is trained: the network, its EMA, the bridge and the normaliser, behind one small
+interface used by the training loop (``train.py``) and by :func:`load_trained` for sampling.
+
+Keeping this apart from the loop means the loop never needs to know whether it trains the
+PIFF bridge or the U-Net regression baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from piff.errors import PiffInputError
+from piff.model import EMA, Bridge, ModelConfig, Normaliser, build_model, regression_loss, training_loss
+from piff.training.config import TrainConfig
+
+
+class Objective:
+    def __init__(self, cfg: TrainConfig, train_data=None, *, normaliser_state: dict | None = None,
+                 model_config: dict | None = None, device="cpu"):
+        self.cfg = cfg
+        if normaliser_state is not None:
+            self.normaliser = Normaliser.from_state_dict(normaliser_state)
+        elif train_data is not None:
+            depth, elevation = train_data.normaliser_arrays()
+            self.normaliser = Normaliser.fit(depth, elevation)
+        else:
+            raise ValueError("Objective needs training data or a saved normaliser")
+        kind = "piff" if cfg.type == "piff" else "regression"
+        self.model_config = (ModelConfig.from_dict(model_config) if model_config is not None
+                             else ModelConfig.from_preset(cfg.model, kind=kind, use_spm=cfg.use_spm))
+        self.model = build_model(self.model_config).to(device)
+        self.bridge = Bridge(cfg.noise, cfg.sigma)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self._ddp = self.model
+
+    # --- training ---
+    def optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; the rainfall encoder has its own learning rate (PIFF: 1e-4 vs 5e-5)."""
+        groups = [{"params": list(self.model.net.parameters()), "lr": self.cfg.lr},
+                  {"params": list(self.model.rain_encoder.parameters()), "lr": self.cfg.rain_encoder_lr}]
+        return torch.optim.AdamW(groups, weight_decay=self.cfg.weight_decay)
+
+    def wrap_ddp(self, d):
+        if d.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [d.device.index] if d.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+        return self._ddp
+
+    def loss(self, model, batch: dict, generator: torch.Generator):
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cfg.amp and batch["depth"].is_cuda else _null()
+        with amp:
+            if self.cfg.type == "regression":
+                return regression_loss(model, self.normaliser, batch)
+            return training_loss(model, self.bridge, self.normaliser, batch, use_physics=self.cfg.use_physics,
+                                 physics_weight=self.cfg.physics_weight, generator=generator)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def update_ema(self) -> None:
+        self.ema.update()
+
+    # --- persistence ---
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "model_config": self.model_config.to_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+
+    def export(self) -> dict:
+        """The PIFF-style keys of model.pt: net (U-Net), embedding (rainfall encoder), ema."""
+        return {"net": self.model.net.state_dict(), "embedding": self.model.rain_encoder.state_dict(),
+                "ema": self.ema.state_dict()}
+
+    def metadata(self) -> dict:
+        return {"model_config": self.model_config.to_dict(), "normaliser": self.normaliser.state_dict(),
+                "kind": self.model_config.kind, "bridge": {"noise": self.bridge.noise, "sigma": self.bridge.sigma}}
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+@dataclass
+class TrainedModel:
+    """A model.pt loaded for inference, with the EMA weights in the network."""
+
+    model: torch.nn.Module
+    bridge: Bridge
+    normaliser: Normaliser
+    kind: str
+    meta: dict
+    path: Path
+
+    @property
+    def cell_size_m(self) -> float:
+        return float(self.meta["cell_size_m"])
+
+
+def load_trained(path, device="cpu", use_ema: bool = True) -> TrainedModel:
+    """Rebuild the network of a ``model.pt`` written by ``piff train`` and load its weights."""
+    from piff.training.checkpoint import load_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise PiffInputError(path, "model file does not exist")
+    payload = load_checkpoint(path, map_location="cpu")
+    meta = payload.get("piff")
+    if not meta or "model_config" not in meta:
+        raise PiffInputError(path, "not a piff model file (no 'piff' metadata)")
+    cfg = TrainConfig.from_dict(meta["train_config"], source=str(path))
+    obj = Objective(cfg, normaliser_state=meta["normaliser"], model_config=meta["model_config"], device="cpu")
+    try:
+        obj.model.net.load_state_dict(payload["net"])
+        obj.model.rain_encoder.load_state_dict(payload["embedding"])
+        obj.ema.load_state_dict(payload["ema"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise PiffInputError(path, f"weights do not match the saved model config ({err})") from err
+    if use_ema:
+        obj.ema.copy_to()
+    obj.model.to(device).eval()
+    return TrainedModel(obj.model, obj.bridge, obj.normaliser, obj.model_config.kind, meta, path)
