@@ -9,6 +9,15 @@ from piff.model.physics import continuity_residual, hourly_imbalance, physics_lo
 from piff.units import SECONDS_PER_HOUR
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The test machine is shared: one torch thread (also the fastest here for these sizes)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def consistent_hour(b=2, h=6, w=7, dx=20.0, seed=0, dtype=torch.float64):
     """Depths, fluxes (boundary faces included, nonzero), rain and losses that satisfy the
     continuity identity by construction: depth_now = depth_prev + net inflow / dx + rain - loss."""
@@ -66,6 +75,16 @@ def test_sign_convention_by_hand():
     now = prev - torch.tensor([0.0, q / dx], dtype=torch.float64).view(1, 1, 2, 1)
     assert continuity_residual(now, prev, torch.zeros(1, 1, 2, 2, dtype=torch.float64), flux_y,
                                torch.zeros(1), dx).abs().max() < 1e-18
+
+
+def test_mask_restricts_the_mean_to_domain_cells():
+    case = consistent_hour()
+    case["depth_now_m"] = case["depth_now_m"].clone()
+    case["depth_now_m"][:, :, 0, :] += 0.5  # break the identity on the top row only
+    mask = torch.ones_like(case["depth_now_m"], dtype=torch.bool)
+    mask[:, :, 0, :] = False
+    assert physics_loss(**case, mask=mask) < 1e-20
+    assert physics_loss(**case) > 1.0
 
 
 def test_dx_per_sample_and_missing_loss():

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
 
 from piff.errors import PiffInputError
 from piff.hydro.terrain import Terrain, condition_dem, jacksboro, read_dem, synthetic_lowland, write_dem
 
 UTM51 = CRS.from_epsg(32651)  # Taiwan: a projected CRS in metres
+
+
+def from_origin(west, north, xsize, ysize):
+    """North-up affine transform (rasterio.transform.from_origin without its deprecation warning)."""
+    return rasterio.Affine(xsize, 0.0, west, 0.0, -ysize, north)
 
 
 # ------------------------------------------------------------------------------ synthetic
@@ -125,7 +129,8 @@ def test_geotiff_errors_name_the_file(tmp_path, case, message):
     elif case == "bands":
         _tif(path, np.ones((2, 4, 4), np.float32))
     elif case == "notgeo":
-        _tif(path, z, crs=None, transform=rasterio.Affine.identity())
+        with pytest.warns(rasterio.errors.NotGeoreferencedWarning):
+            _tif(path, z, crs=None, transform=rasterio.Affine.identity())
     with pytest.raises(PiffInputError, match=message) as err:
         read_dem(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)

@@ -104,6 +104,14 @@ def simulation_params(wildcards):
     return as_json({k: cfg[k] for k in ("terrain", "boundaries", "sea_level_m", "solver", "simulate")})
 
 
+def n_nodes(wildcards):
+    return config["experiments"][wildcards.experiment]["nodes"]
+
+
+def ranks_per_node(wildcards):
+    return config["experiments"][wildcards.experiment]["nproc"] // n_nodes(wildcards)
+
+
 def experiment_dataset(wildcards):
     return dataset_file(config["experiments"][wildcards.experiment]["dataset"])
 
@@ -111,7 +119,8 @@ def experiment_dataset(wildcards):
 # Options that change how a run is watched, not the weights it produces. They must not sit in
 # tracked params (a change would retrain a finished model), so they are passed through a params
 # function that takes `resources`, which Snakemake does not track.
-RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe", "sampler", "members")
+RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe", "sampler", "members",
+                 "nodes")
 
 
 def training_hparams(wildcards):

@@ -14,11 +14,19 @@ rule train:
         hparams=training_hparams,
         workdir=lambda w: f"results/{w.experiment}",
         run_options=run_options,
-    threads: lambda w: config["experiments"][w.experiment]["nproc"]
+    # threads, nproc and mem_mb are per node: the experiment's nproc ranks spread over `nodes`.
+    threads: ranks_per_node
     resources:
-        nproc=lambda w: config["experiments"][w.experiment]["nproc"],
-        runtime=lambda w: 120,
-        mem_mb=lambda w: 4000 * config["experiments"][w.experiment]["nproc"],
+        # ranks per node and nodes for piff.training.launch (torchrun, or srun + torchrun)
+        nproc=ranks_per_node,
+        nodes=n_nodes,
+        # multi-node only (None = unset): the SLURM plugin then runs the command once in the
+        # batch step (no `srun -n1` wrapper) in an allocation of one task per node, for the
+        # launcher's own `srun ... torchrun` (docs/cluster.md)
+        mpi=lambda w: "srun" if n_nodes(w) > 1 else None,
+        tasks=lambda w: n_nodes(w) if n_nodes(w) > 1 else None,
+        runtime=120,
+        mem_mb=lambda w: 4000 * ranks_per_node(w),
     retries: 2
     log:
         "results/{experiment}/logs/train.log",
@@ -27,6 +35,6 @@ rule train:
     conda:
         "../../envs/piff.yaml"
     shell:
-        "torchrun --standalone --nproc-per-node={resources.nproc} -m piff.training"
+        "python -m piff.training.launch --nproc {resources.nproc} --nodes {resources.nodes} --"
         " --hparams {params.hparams:q} --dataset {input.dataset:q} --workdir {params.workdir:q}"
         " --out {output.model:q} --threads 1 {params.run_options} >> {log:q} 2>&1"

@@ -26,7 +26,6 @@ volume-preserving water-level downscaling.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from scipy import ndimage
@@ -330,9 +329,9 @@ class FillAndSpill:
         sto = stored[deps]  # (n, nb)
         need = self._lake_volume_at(lake, S)[:, None] + np.cumsum(cap)[:, None]
         have = volume[None, :] + np.cumsum(sto, axis=0)
-        joins = have >= need
-        n_merged = np.where(joins.all(axis=0), deps.size, np.argmin(joins, axis=0))
         nb = volume.size
+        joins = np.vstack([have >= need, np.zeros((1, nb), bool)])  # sentinel: stop after the last
+        n_merged = np.argmin(joins, axis=0)  # first depression that does not join
         level = np.zeros(nb)
         for b in range(nb):
             m = n_merged[b]

@@ -61,15 +61,19 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        """Inverse of ``to_dict``; keys left out take the values of the named preset."""
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise PiffInputError("model config", f"unknown keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        base = PRESETS.get(d.get("preset", "tiny"), cls())
+        return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 PRESETS = {
-    # CPU-sized: ~5.7 M parameters, 64x64 maps train in minutes on a laptop core.
+    # CPU-sized: ~5.7 M parameters (rain encoder width 128), made for 64x64 maps (attention at
+    # 16x16 and 8x8; ~0.1 s forward+backward per sample on one core). At 256x256 the ds-4 site
+    # attends over 64x64 = 4096 tokens, which dominates its cost (see docs/benchmarks.md).
     "tiny": ModelConfig(preset="tiny"),
     # Paper scale: ~172 M parameters (U-Net 171.3 M + rainfall encoder 0.9 M; the paper says
     # ~174 M). Transformer width 512 = the channel width at 32x32 / 16x16; ff_mult 5 brings the

@@ -15,7 +15,8 @@ class EMA:
 
     Tracks every parameter of ``module`` that requires grad (pass the top-level model so the
     U-Net and the rainfall encoder are both covered). Buffers are not averaged (the networks
-    have none that train).
+    have none that train). Create it after moving the model to its device: the shadow copies
+    live where the parameters were at construction.
     """
 
     def __init__(self, module: nn.Module, decay: float = DEFAULT_DECAY):

@@ -44,17 +44,24 @@ def continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm
     return hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m) / SECONDS_PER_HOUR
 
 
-def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None, scale_m=None):
+def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None, scale_m=None,
+                 mask=None):
     """mean(R^2) with R expressed as the hourly imbalance in units of ``scale_m`` metres.
 
     In m/s the residual is ~1e-6 for centimetre errors, so mean(R^2) would be ~1e-12 and any
     sensible ``physics_weight`` would make it vanish. Default ``scale_m=None`` uses 1 mm,
     i.e. R in mm/h. ``training_loss`` passes the normaliser's depth scale instead, which puts
     the term in model-space units, the same units as the velocity MSE it is added to.
+    ``mask`` (B, 1, H, W) bool, True inside the domain, restricts the mean to those cells: the
+    solver's nodata (wall) cells receive no rain, so the identity does not hold there.
     """
     r_m_per_s = continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m)
     scale = 1.0 / MM_PER_M if scale_m is None else float(scale_m)
-    return (r_m_per_s * (SECONDS_PER_HOUR / scale)).square().mean()
+    sq = (r_m_per_s * (SECONDS_PER_HOUR / scale)).square()
+    if mask is None:
+        return sq.mean()
+    mask = mask.to(sq.dtype).expand_as(sq)
+    return (sq * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def _check_shapes(depth_now, depth_prev, flux_x, flux_y):

@@ -4,7 +4,8 @@ objective and the sampler that returns depth in metres.
 Batch dict (physical units, as produced by ``piff.data.torch_dataset``): ``depth``,
 ``depth_prev``, ``elevation``, ``spm``, ``loss`` (B, 1, H, W) m; ``rain_window`` (B, 24) mm/h;
 ``flux_x`` (B, 1, H, W+1), ``flux_y`` (B, 1, H+1, W) m^2; ``rain_mm_per_h`` (B,) mm/h of the
-hour ending at the target; ``dx`` (B,) m; ``hour`` (B,).
+hour ending at the target; ``dx`` (B,) m; ``hour`` (B,). Optional: ``valid`` (B, 1, H, W) bool, True inside the domain (restricts the
+physics loss to real cells; nodata walls get no rain in the solver).
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     through the normaliser) and h_prev, fluxes, rain and losses from the data; its residual is
     expressed in model depth units per hour (``scale_m = normaliser.depth_scale``) so it is on
     the scale of the MSE. Returns (scalar loss, logs) with detached scalar tensors in logs
-    (no host sync here; call ``.item()`` when logging).
+    (no host sync here; call ``.item()`` when logging). ``generator`` must live on the batch's
+    device; with it, t and the noise are reproducible.
+
+    Note: with h_prev and the fluxes taken from the data, the data satisfy the identity, so
+    R(x0_hat) = (h_hat - h) / 1 h exactly and the physics term equals the velocity MSE (up to
+    rounding and cells where the data break the identity): it re-weights the MSE rather than
+    adding new information. Tested in tests/test_model_training_smoke.py.
     """
     x0 = normaliser.to_model_depth(batch["depth"])
     x1 = normaliser.to_model_elevation(batch["elevation"])
@@ -75,7 +82,7 @@ def _physics_term(bridge, normaliser, batch, x1, v) -> torch.Tensor:
         raise KeyError(f"use_physics needs batch keys {missing} (build the dataset with with_physics=True)")
     depth_now_m = normaliser.to_metres_depth(bridge.clean_estimate(x1, v))
     return physics_loss(depth_now_m, batch["depth_prev"], batch["flux_x"], batch["flux_y"], batch["rain_mm_per_h"],
-                        batch["dx"], batch.get("loss"), scale_m=normaliser.depth_scale)
+                        batch["dx"], batch.get("loss"), scale_m=normaliser.depth_scale, mask=batch.get("valid"))
 
 
 @torch.no_grad()

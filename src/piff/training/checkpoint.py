@@ -3,7 +3,7 @@
 Layout of ``<workdir>/checkpoints/`` (not a Snakemake output, so Snakemake never deletes it):
 
 - ``ckpt_<step:07d>.pt``  the last ``keep`` checkpoints
-- ``latest.pt``           a copy of the newest one
+- ``latest.pt``           the newest one (a hard link)
 - ``RUN``                 the fingerprint of the run that owns the folder
 - ``COMPLETED``           written after the final model; holds the fingerprint of that run
 
@@ -100,10 +100,22 @@ class CheckpointDir:
         data = serialize(state)
         target = self.path / f"ckpt_{step:07d}.pt"
         atomic_write_bytes(target, data)
-        atomic_write_bytes(self.path / "latest.pt", data)
+        self._point_latest_to(target, data)
         for old in self.step_files()[self.keep:]:
             old.unlink(missing_ok=True)
         return target
+
+    def _point_latest_to(self, target: Path, data: bytes) -> None:
+        """latest.pt = a hard link to the newest checkpoint (no second copy on disk), swapped
+        in atomically; a plain copy where the file system has no hard links."""
+        tmp = self.path / f".latest.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(target, tmp)
+            os.replace(tmp, self.path / "latest.pt")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            atomic_write_bytes(self.path / "latest.pt", data)
 
     def newest_valid(self, fingerprint: str, map_location="cpu") -> dict | None:
         """The newest checkpoint that loads, verifies and matches the fingerprint."""

@@ -22,32 +22,10 @@ import datetime
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
-
-def first_host(nodelist: str) -> str:
-    """First host of a Slurm node list ("n[01-04],m1" -> "n01"), through ``scontrol show hostnames``."""
-    try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                             check=True, timeout=30).stdout
-        hosts = out.split()
-        if hosts:
-            return hosts[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    # scontrol missing: handle the simple forms ("a,b" and "n[1-3]") ourselves
-    head = nodelist.split(",")[0]
-    if "[" in head:
-        prefix, rest = head.split("[", 1)
-        return prefix + rest.split("-")[0].split(",")[0].rstrip("]")
-    return head
-
-
-def slurm_port(job_id: str | None, base: int = 20000, span: int = 20000) -> int:
-    """A port that differs between jobs sharing a node (29500 would clash)."""
-    return base + (int(job_id) % span if job_id and job_id.isdigit() else 0)
+from piff.training.launch import first_host, slurm_port
 
 
 def rendezvous_env(env: dict) -> tuple[dict, str]:

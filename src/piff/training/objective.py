@@ -44,11 +44,10 @@ class Objective:
         return torch.optim.AdamW(groups, weight_decay=self.cfg.weight_decay)
 
     def wrap_ddp(self, d):
+        """The module the loss calls: DDP (gradient all-reduce in backward) when distributed."""
         if d.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [d.device.index] if d.device.type == "cuda" else None
-            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+            self._ddp = _DDP(self.model, device_ids=ids)
         return self._ddp
 
     def loss(self, model, batch: dict, generator: torch.Generator):
@@ -82,6 +81,13 @@ class Objective:
     def metadata(self) -> dict:
         return {"model_config": self.model_config.to_dict(), "normaliser": self.normaliser.state_dict(),
                 "kind": self.model_config.kind, "bridge": {"noise": self.bridge.noise, "sigma": self.bridge.sigma}}
+
+
+class _DDP(torch.nn.parallel.DistributedDataParallel):
+    """DDP that also exposes the helper the losses call besides forward (no parameters used)."""
+
+    def spm_input(self, normaliser, spm_m):
+        return self.module.spm_input(normaliser, spm_m)
 
 
 class _null:

@@ -1,8 +1,10 @@
 """The training loop: DDP, gradient accumulation, checkpoints every ``ckpt_every`` steps,
 exact resume, NaN guard and a wall-time budget, in one readable function (see nanoGPT).
 
-Launch with ``torchrun --standalone --nproc-per-node=N -m piff.training ...`` (or the
-``piff train`` command for one rank). Exit codes: 0 finished; 75 stopped early on the wall-time
+Launch with ``python -m piff.training.launch --nproc N [--nodes M] -- ARGS`` (torchrun on one
+node, srun + torchrun with c10d rendezvous on several; the Snakemake rule does this), with
+``torchrun --standalone --nproc-per-node=N -m piff.training ARGS`` or, for one rank, with
+``piff train ARGS``. Exit codes: 0 finished; 75 stopped early on the wall-time
 budget or a SIGTERM/SIGUSR1 after saving (rerun to resume); 1 diverged (NaN) or bad input.
 """
 
@@ -160,7 +162,10 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
         set_rng_state(state["rng"][d.rank], generator)
     model = objective.wrap_ddp(d)
 
+    save_seconds = [0.0]
+
     def save(reason: str) -> None:
+        t_save = time.monotonic()
         rngs = gather_rng_states(d, generator)
         if d.is_master:
             per_epoch = len(data) // cfg.batch_size
@@ -172,6 +177,7 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
                 "train_config": cfg.to_dict(), "piff_version": __version__}, step)
             log.info("saved %s (%s)", path, reason)
         d.barrier()
+        save_seconds[0] = max(save_seconds[0], time.monotonic() - t_save)
 
     step_times = []
     while step < cfg.steps:
@@ -189,7 +195,7 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
             for k, v in logs.items():
                 parts[k] = parts.get(k, 0.0) + float(v) / cfg.accumulation
         # one all-reduce carries the loss (for the NaN guard and the log) and the stop vote
-        stop_vote = float(stop.flag or time.monotonic() - t_start > budget_s - _margin(step_times))
+        stop_vote = float(stop.flag or time.monotonic() - t_start > budget_s - _margin(step_times, save_seconds[0]))
         reduced = d.all_reduce_sum(torch.stack([loss_sum, torch.tensor(stop_vote, device=d.device)]))
         mean_loss = float(reduced[0]) / d.world
         if not math.isfinite(mean_loss):
@@ -228,9 +234,10 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
     return 0
 
 
-def _margin(step_times: list) -> float:
-    """Seconds to keep in hand before the budget: two slow steps plus a save."""
-    return 2.0 * max(step_times[-20:], default=0.0) + 5.0
+def _margin(step_times: list, save_s: float) -> float:
+    """Seconds to keep in hand before the budget: two slow steps, the slowest save so far
+    (or 5 s before the first one) and 1 s for the exit."""
+    return 2.0 * max(step_times[-20:], default=0.0) + (save_s or 5.0) + 1.0
 
 
 def _hms(seconds: float) -> str:
