@@ -120,7 +120,8 @@ def experiment_dataset(wildcards):
 # tracked params (a change would retrain a finished model), so they are passed through a params
 # function that takes `resources`, which Snakemake does not track.
 RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe", "sampler", "members",
-                 "nodes")
+                 "nodes", "eval_hours", "sample_batch_size")
+TRAINED_TYPES = ("piff", "regression")
 
 
 def training_hparams(wildcards):
@@ -134,3 +135,21 @@ def run_options(wildcards, resources):
     if exp["wall_time_budget_min"]:
         opts += f" --wall-time-min {exp['wall_time_budget_min']}"
     return opts
+
+
+def sample_inputs(wildcards):
+    """The dataset, plus the trained model for the kinds that have one (baselines train nothing)."""
+    exp = config["experiments"][wildcards.experiment]
+    inputs = {"dataset": dataset_file(exp["dataset"])}
+    if exp["type"] in TRAINED_TYPES:
+        inputs["model"] = f"results/{wildcards.experiment}/model.pt"
+    return inputs
+
+
+def sample_options(wildcards):
+    exp = config["experiments"][wildcards.experiment]
+    return as_json({k: exp[k] for k in ("nfe", "sampler", "members", "seed")} | {"hours": exp["eval_hours"]})
+
+
+def model_option(wildcards, input):
+    return f"--model {input.model}" if "model" in input.keys() else ""

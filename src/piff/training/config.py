@@ -16,7 +16,7 @@ from piff.errors import PiffInputError
 # Keys that change how a run is watched or sampled, not the weights it produces: editing them
 # resumes the run instead of retraining it.
 NON_TRAINING_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe",
-                     "sampler", "members", "dataset")
+                     "sampler", "members", "dataset", "nodes", "eval_hours", "sample_batch_size")
 
 
 @dataclass
@@ -51,6 +51,9 @@ class TrainConfig:
     sampler: str = "euler"
     members: int = 1
     seed: int = 0
+    nodes: int = 1
+    eval_hours: list | None = None
+    sample_batch_size: int = 32
 
     @classmethod
     def from_dict(cls, d: dict, source="experiment") -> "TrainConfig":
@@ -63,7 +66,7 @@ class TrainConfig:
         return cfg
 
     def check(self, source="experiment") -> None:
-        choices = {"type": ("piff", "regression"), "noise": ("none", "constant", "bridge"),
+        choices = {"type": ("piff", "regression", "spm", "coarse_prior"), "noise": ("none", "constant", "bridge"),
                    "prior": ("spm", "coarse"), "lr_schedule": ("constant", "cosine", "step"),
                    "sampler": ("euler", "heun", "euler_maruyama")}
         for key, allowed in choices.items():

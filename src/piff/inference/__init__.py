@@ -1,0 +1,1 @@
+"""Inference: sampling the test set (``sampling``) and operational prediction (``predict``)."""
