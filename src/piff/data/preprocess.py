@@ -103,14 +103,16 @@ def storm_list(table: xr.Dataset):
 
 
 def assign_splits(storms, split_cfg: dict) -> list[str]:
-    """test: any storm of a held-out shape or a held-out total; val: a held-out total; else train."""
+    """test: any storm of a held-out shape or a held-out total; val: any other storm of a
+    validation shape or total; the rest train."""
     test_shapes = set(split_cfg.get("test_shapes", []))
+    val_shapes = set(split_cfg.get("val_shapes", []))
     test_totals = np.asarray(split_cfg.get("test_totals_mm", []), float)
     val_totals = np.asarray(split_cfg.get("val_totals_mm", []), float)
     known_shapes = {s.shape for s in storms}
-    unknown = test_shapes - known_shapes
+    unknown = (test_shapes | val_shapes) - known_shapes
     if unknown:
-        raise PiffInputError("config", f"split.test_shapes names shapes not in the storm grid: {sorted(unknown)}")
+        raise PiffInputError("config", f"split.test_shapes/val_shapes name shapes not in the storm grid: {sorted(unknown)}")
 
     def has(totals, value):
         return bool(np.any(np.isclose(totals, value, rtol=1e-6)))
@@ -119,7 +121,7 @@ def assign_splits(storms, split_cfg: dict) -> list[str]:
     for s in storms:
         if s.shape in test_shapes or has(test_totals, s.total_mm):
             labels.append("test")
-        elif has(val_totals, s.total_mm):
+        elif s.shape in val_shapes or has(val_totals, s.total_mm):
             labels.append("val")
         else:
             labels.append("train")
@@ -190,7 +192,9 @@ def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> 
         t0 = time.perf_counter()
         maps.append(coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[i, 1:],
                                          boundary_string(dataset_cfg, ter), factor=factor,
-                                         manning=float(scfg.get("manning", 0.03))))
+                                         manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
+                                         theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
+                                         nodata_mask=ter.nodata_mask))
         wall.append(time.perf_counter() - t0)
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)

@@ -75,6 +75,11 @@ PRESETS = {
     # 16x16 and 8x8; ~0.1 s forward+backward per sample on one core). At 256x256 the ds-4 site
     # attends over 64x64 = 4096 tokens, which dominates its cost (see docs/benchmarks.md).
     "tiny": ModelConfig(preset="tiny"),
+    # The demo config's network: ~1.2 M parameters, attention only at 1/8 resolution (8x8 on a
+    # 64x64 map). About 0.3 s per optimiser step of 16 maps at 64x64 on one CPU core, so the
+    # demo experiments train in a few minutes on a 2-core laptop.
+    "demo": ModelConfig(preset="demo", base_channels=16, norm_groups=16, head_channels=16, attention_ds=(8,),
+                        rain_width=64),
     # Paper scale: ~172 M parameters (U-Net 171.3 M + rainfall encoder 0.9 M; the paper says
     # ~174 M). Transformer width 512 = the channel width at 32x32 / 16x16; ff_mult 5 brings the
     # total to within ~1 % of the paper's count (ff_mult 4 would give ~163 M).
