@@ -90,7 +90,8 @@ def test_physics_term_on_consistent_data():
     for p in model.parameters():  # a model whose output is far from the target
         torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
     g = lambda: torch.Generator().manual_seed(3)
-    loss, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_weight=0.1, generator=g())
+    loss, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_weight=0.1, generator=g(),
+                               physics_flux="data")
     assert set(logs) == {"mse", "physics", "loss"}
     assert logs["physics"].item() == pytest.approx(logs["mse"].item(), rel=1e-4)
     assert loss.item() == pytest.approx(1.1 * logs["mse"].item(), rel=1e-4)
@@ -98,6 +99,29 @@ def test_physics_term_on_consistent_data():
     assert "physics" not in plain_logs and plain.item() == pytest.approx(logs["mse"].item())
     with pytest.raises(KeyError, match="flux_x"):
         training_loss(model, bridge, norm, {k: v for k, v in batch.items() if k != "flux_x"}, use_physics=True)
+
+
+def test_depth_scaled_fluxes_vanish_on_data_and_couple_neighbours():
+    """The default physics term rescales the data's fluxes to the model's face depths: it is
+    zero on the true depth, and unlike the "data" mode it is not the cell-wise error alone."""
+    from piff.model.physics import depth_scaled_fluxes, hourly_imbalance
+
+    batch = make_batch(h=16, w=16)
+    batch["depth"] = batch["depth"].clamp_min(0)  # real depths are never negative
+    fx, fy = depth_scaled_fluxes(batch["depth"], batch["depth"], batch["flux_x"], batch["flux_y"])
+    assert torch.equal(fx, batch["flux_x"]) and torch.equal(fy, batch["flux_y"])
+    wrong = batch["depth"] + 0.05 * torch.rand_like(batch["depth"])
+    args = (batch["depth_prev"], batch["flux_x"], batch["flux_y"], batch["rain_mm_per_h"], batch["dx"], batch["loss"])
+    plain = hourly_imbalance(wrong, *args)
+    fx, fy = depth_scaled_fluxes(wrong, batch["depth"], batch["flux_x"], batch["flux_y"])
+    scaled = hourly_imbalance(wrong, batch["depth_prev"], fx, fy, *args[3:])
+    truth_imbalance = hourly_imbalance(batch["depth"], *args)
+    torch.testing.assert_close(plain - truth_imbalance, wrong - batch["depth"], atol=1e-5, rtol=0)  # data mode
+    assert (scaled - plain).abs().max() > 1e-4  # scaled mode: the faces move water too
+    norm, bridge = _normaliser(batch), Bridge("none")
+    model = build_model(ModelConfig.from_preset("tiny", **SMALL))
+    loss, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_flux="scaled")
+    assert torch.isfinite(loss) and logs["physics"].item() != pytest.approx(logs["mse"].item(), rel=1e-3)
 
 
 def test_sample_returns_non_negative_metres_with_exactly_nfe_network_calls():

@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from piff.data import format as fmt
 from piff.data.preprocess import continuity_residual

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from piff import __version__
+from piff.atomic import atomic_path
 from piff.errors import PiffInputError
 
 FORMAT_VERSION = "1"
@@ -139,19 +139,9 @@ def encoding_for(ds: xr.Dataset) -> dict:
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = False) -> xr.Dataset:

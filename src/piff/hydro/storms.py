@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from piff.atomic import atomic_path
 from piff.errors import PiffInputError
 
 SHAPES = ("uniform", "scs_type2", "chicago_r0.3", "chicago_r0.5", "chicago_r0.7", "alternating_block",
@@ -369,16 +368,9 @@ def write_scenario_csv(storms: list[Storm], path) -> Path:
     if len(hours) != 1:
         raise ValueError(f"all storms must have the same number of hours, got {sorted(hours)}")
     n = hours.pop()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["time"] + [f"inflow_{s.storm_id:02d}" for s in storms])
-            for k in range(n):
-                w.writerow([k + 1] + [repr(float(s.rain_mm_per_h[k])) for s in storms])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time"] + [f"inflow_{s.storm_id:02d}" for s in storms])
+        for k in range(n):
+            w.writerow([k + 1] + [repr(float(s.rain_mm_per_h[k])) for s in storms])
     return path

@@ -11,8 +11,6 @@ Readers accept GeoTIFF (and other GDAL rasters), netCDF and ``.npy``; bad input 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from piff.atomic import atomic_path
 from piff.errors import PiffInputError
 
 EDGES = ("left", "right", "top", "bottom")
@@ -471,15 +470,8 @@ def write_dem(terrain: Terrain, path) -> Path:
     writers.update({s: _write_nc for s in _NC_SUFFIXES})
     if suffix not in writers:
         raise PiffInputError(path, "unknown DEM format: use .tif, .nc or .npy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:  # the suffix tells rasterio/xarray the format
         writers[suffix](terrain, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

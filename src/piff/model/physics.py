@@ -64,6 +64,34 @@ def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h,
     return (sq * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+# Face depth offset (m) in the flux scaling below: keeps the ratio finite on dry faces, where
+# the data's flux is ~0 anyway.
+FACE_DEPTH_EPS_M = 0.01
+FLUX_MODES = ("data", "scaled")
+
+
+def face_depths(depth_m):
+    """Depth on the x faces (.., H, W+1) and y faces (.., H+1, W): the mean of the two cells
+    beside each face, the one inside cell on the boundary faces (replicate padding, so a
+    boundary face never sees an invented neighbour)."""
+    px = torch.cat([depth_m[..., :1], depth_m, depth_m[..., -1:]], dim=-1)
+    py = torch.cat([depth_m[..., :1, :], depth_m, depth_m[..., -1:, :]], dim=-2)
+    return 0.5 * (px[..., :-1] + px[..., 1:]), 0.5 * (py[..., :-1, :] + py[..., 1:, :])
+
+
+def depth_scaled_fluxes(depth_model_m, depth_data_m, flux_x_m2, flux_y_m2, eps_m=FACE_DEPTH_EPS_M):
+    """The data's hour-integrated fluxes rescaled to the model's depth at fixed velocity:
+    F' = F * (h'_face + eps) / (h_face + eps). Equal to the data's fluxes when the model's depth
+    equals the data's, so the residual still vanishes on the solver's output; otherwise a
+    cell's error moves water through its faces to and from its neighbours. This is what makes
+    the physics term more than the velocity MSE: with the data's fluxes alone the residual of
+    the model's depth is just its error (h' - h), cell by cell."""
+    mx, my = face_depths(depth_model_m.clamp_min(0))  # a depth below 0 is dry
+    dx_, dy_ = face_depths(depth_data_m.clamp_min(0))
+    # the ratio first: exactly 1 where the depths agree, so the data come back bit for bit
+    return flux_x_m2 * ((mx + eps_m) / (dx_ + eps_m)), flux_y_m2 * ((my + eps_m) / (dy_ + eps_m))
+
+
 def _check_shapes(depth_now, depth_prev, flux_x, flux_y):
     b, c, h, w = depth_now.shape
     expected = {"depth_prev": (depth_prev.shape, (b, c, h, w)), "flux_x": (flux_x.shape, (b, c, h, w + 1)),

@@ -16,7 +16,7 @@ from piff.model.bridge import Bridge
 from piff.model.config import ModelConfig
 from piff.model.networks import ConditionedNet, eval_mode
 from piff.model.normalise import Normaliser
-from piff.model.physics import physics_loss
+from piff.model.physics import FLUX_MODES, depth_scaled_fluxes, physics_loss
 from piff.model.regression import RegressionModel
 
 PHYSICS_KEYS = ("depth_prev", "flux_x", "flux_y", "rain_mm_per_h", "dx")
@@ -44,7 +44,7 @@ class PIFFModel(ConditionedNet):
 
 def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batch: dict,
                   use_physics: bool = False, physics_weight: float = 0.1,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+                  generator: torch.Generator | None = None, physics_flux: str = "scaled") -> tuple[torch.Tensor, dict]:
     """Velocity MSE (+ physics_weight * continuity loss) on one batch.
 
     The physics term takes h_now = the clean estimate x0_hat = x1 - v in metres (differentiable
@@ -57,7 +57,10 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     Note: with h_prev and the fluxes taken from the data, the data satisfy the identity, so
     R(x0_hat) = (h_hat - h) / 1 h exactly and the physics term equals the velocity MSE (up to
     rounding and cells where the data break the identity): it re-weights the MSE rather than
-    adding new information. Tested in tests/test_model_training_smoke.py.
+    adding new information (``physics_flux="data"``, tested in
+    tests/test_model_training_smoke.py). ``physics_flux="scaled"`` (the default) rescales the
+    data's fluxes to the model's face depths (``physics.depth_scaled_fluxes``), which still
+    vanishes on the data but couples each cell to its neighbours through the faces.
     """
     x0 = normaliser.to_model_depth(batch["depth"])
     x1 = normaliser.to_model_elevation(batch["elevation"])
@@ -69,19 +72,24 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     logs = {"mse": mse.detach()}
     loss = mse
     if use_physics:
-        phys = _physics_term(bridge, normaliser, batch, x1, v)
+        phys = _physics_term(bridge, normaliser, batch, x1, v, physics_flux)
         loss = mse + physics_weight * phys
         logs["physics"] = phys.detach()
     logs["loss"] = loss.detach()
     return loss, logs
 
 
-def _physics_term(bridge, normaliser, batch, x1, v) -> torch.Tensor:
+def _physics_term(bridge, normaliser, batch, x1, v, physics_flux="scaled") -> torch.Tensor:
     missing = [k for k in PHYSICS_KEYS if k not in batch]
     if missing:
         raise KeyError(f"use_physics needs batch keys {missing} (build the dataset with with_physics=True)")
+    if physics_flux not in FLUX_MODES:
+        raise ValueError(f"physics_flux must be one of {FLUX_MODES}, got {physics_flux!r}")
     depth_now_m = normaliser.to_metres_depth(bridge.clean_estimate(x1, v))
-    return physics_loss(depth_now_m, batch["depth_prev"], batch["flux_x"], batch["flux_y"], batch["rain_mm_per_h"],
+    flux_x, flux_y = batch["flux_x"], batch["flux_y"]
+    if physics_flux == "scaled":
+        flux_x, flux_y = depth_scaled_fluxes(depth_now_m, batch["depth"], flux_x, flux_y)
+    return physics_loss(depth_now_m, batch["depth_prev"], flux_x, flux_y, batch["rain_mm_per_h"],
                         batch["dx"], batch.get("loss"), scale_m=normaliser.depth_scale, mask=batch.get("valid"))
 
 

@@ -24,12 +24,12 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from piff.atomic import atomic_write_bytes
 from piff.errors import PiffInputError
 
 log = logging.getLogger(__name__)
@@ -37,27 +37,6 @@ FORMAT = 1
 CKPT_RE = re.compile(r"^ckpt_(\d{7})\.pt$")
 COMPLETED = "COMPLETED"
 RUN_FILE = "RUN"  # fingerprint of the run that owns the folder
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """temporary file in the same folder -> fsync -> rename -> fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def serialize(state: dict) -> bytes:

@@ -29,6 +29,7 @@ class TrainConfig:
     sigma: float = 0.1
     use_physics: bool = False
     physics_weight: float = 0.1
+    physics_flux: str = "scaled"
     use_spm: bool = True
     prior: str = "spm"
     batch_size: int = 16
@@ -68,7 +69,7 @@ class TrainConfig:
     def check(self, source="experiment") -> None:
         choices = {"type": ("piff", "regression", "spm", "coarse_prior"), "noise": ("none", "constant", "bridge"),
                    "prior": ("spm", "coarse"), "lr_schedule": ("constant", "cosine", "step"),
-                   "sampler": ("euler", "heun", "euler_maruyama")}
+                   "sampler": ("euler", "heun", "euler_maruyama"), "physics_flux": ("data", "scaled")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")

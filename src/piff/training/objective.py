@@ -56,7 +56,8 @@ class Objective:
             if self.cfg.type == "regression":
                 return regression_loss(model, self.normaliser, batch)
             return training_loss(model, self.bridge, self.normaliser, batch, use_physics=self.cfg.use_physics,
-                                 physics_weight=self.cfg.physics_weight, generator=generator)
+                                 physics_weight=self.cfg.physics_weight, generator=generator,
+                                 physics_flux=self.cfg.physics_flux)
 
     def parameters(self):
         return self.model.parameters()

@@ -1,0 +1,128 @@
+"""``piff predict``: flood-depth maps for any DEM and a rainfall forecast.
+
+    piff predict --model results/phy/model.pt --dem city.tif --rain forecast.csv \\
+        --hours 1-24 --sampler euler_maruyama --members 16 --out flood.nc
+
+Writes CF netCDF (``depth_mean``, ``depth_std``, ``p_exceed`` per threshold, the prior used;
+see :func:`piff.inference.predict.predict_maps`), or, for exactly one hour, a GeoTIFF of the
+mean depth (``--out flood.tif``) on the DEM's grid. A thin wrapper: reading and checking
+files here, everything else in ``piff.inference.predict``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from piff.errors import PiffInputError
+
+TIF_SUFFIXES = (".tif", ".tiff")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, metavar="MODEL.pt", help="trained model (piff train's model.pt)")
+    parser.add_argument("--dem", required=True, metavar="FILE",
+                        help="DEM in a projected CRS (GeoTIFF, netCDF or .npy); nodata cells stay nodata")
+    parser.add_argument("--dx", type=float, default=None, metavar="M",
+                        help="cell size in metres, for DEM files that carry none (.npy)")
+    parser.add_argument("--rain", required=True, metavar="CSV",
+                        help="hourly forecast: hour,mm_per_h csv or a PIFF scenario csv (time + inflow_<id>)")
+    parser.add_argument("--scenario", type=int, default=None, metavar="ID",
+                        help="scenario id (inflow_<id>) in a multi-scenario rainfall file")
+    parser.add_argument("--hours", default=None, metavar="LIST",
+                        help="hours to predict, e.g. 1-24 or 6,12,18 (default: every hour of the forecast)")
+    parser.add_argument("--nfe", type=int, default=10, metavar="N", help="network evaluations per map (default 10)")
+    parser.add_argument("--sampler", default=None, choices=("euler", "heun", "euler_maruyama"),
+                        help="default: the sampler the model was configured with")
+    parser.add_argument("--members", type=int, default=16, metavar="N",
+                        help="ensemble members with the stochastic sampler euler_maruyama (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
+    parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="maps per network call (default 8)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    parser.add_argument("--boundary", default=None, metavar="SPEC",
+                        help='edges where water leaves, for the prior, e.g. "left=sea:0.0" '
+                             "(default: free outflow on every edge)")
+    parser.add_argument("--overlap", type=float, default=0.25, metavar="F",
+                        help="overlapping fraction of neighbouring tiles (default 0.25)")
+    parser.add_argument("--resample", action="store_true",
+                        help="bilinearly resample a DEM of another cell size to the model's; the maps are written "
+                             "on that resampled grid")
+    parser.add_argument("--match-elevation", action="store_true",
+                        help="shift the DEM (for the network only) so its mean elevation is the training mean, "
+                             "for a DEM on another vertical datum")
+    parser.add_argument("--coarse-factor", type=int, default=4, metavar="K",
+                        help="coarsening of the coarse dynamic prior, for models trained with prior coarse (default 4)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--out", required=True, metavar="OUT.nc|OUT.tif",
+                        help="netCDF output, or a GeoTIFF of the mean depth when exactly one hour is predicted")
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from piff.hydro.boundary import parse_boundaries
+    from piff.hydro.storms import read_rainfall
+    from piff.hydro.terrain import read_dem
+    from piff.inference import predict as P
+    from piff.training.objective import load_trained
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    geotiff = out.suffix.lower() in TIF_SUFFIXES
+    _check_options(args, out)
+    boundary = args.boundary if args.boundary is not None else P.DEFAULT_BOUNDARY
+    parse_boundaries(boundary)  # a bad spec fails before the slow steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    # every input is read and checked before the model runs
+    terrain = read_dem(args.dem, dx=args.dx)
+    P.check_projected(terrain, args.dem)
+    rain = read_rainfall(args.rain, scenario=args.scenario)
+    hours = P.parse_hours(args.hours, len(rain))
+    P.check_rain(rain, hours, args.rain)
+    if geotiff and len(hours) != 1:
+        raise PiffInputError(out, f"a GeoTIFF holds one map; {len(hours)} hours were requested "
+                                  "(use --hours H, or a .nc output)")
+    trained = load_trained(args.model, device=P.resolve_device(args.device))
+    native_dx = terrain.dx
+    if args.resample and not np.isclose(terrain.dx, trained.cell_size_m, rtol=P.CELL_SIZE_RTOL):
+        terrain = P.resample_terrain(terrain, trained.cell_size_m)
+        print(f"resampled {args.dem} from {native_dx:g} m to {terrain.dx:g} m cells "
+              f"({terrain.shape[0]}x{terrain.shape[1]}); the maps are on this grid")
+    P.check_cell_size(trained.cell_size_m, terrain, args.dem)
+
+    offset = 0.0
+    if args.match_elevation:
+        offset = trained.normaliser.elevation_mean - float(np.nanmean(terrain.elevation))
+    sampler = args.sampler or trained.meta["train_config"].get("sampler", "euler")
+    ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
+                        seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
+                        overlap=args.overlap, coarse_factor=args.coarse_factor, elevation_offset_m=offset,
+                        progress=not args.no_progress, source=args.dem)
+    ds.attrs.update({"dem": str(args.dem), "dem_cell_size_m": float(native_dx), "rainfall_file": str(args.rain),
+                     "scenario": "" if args.scenario is None else str(args.scenario),
+                     "resampled": int(terrain.dx != native_dx)})
+    if geotiff:
+        P.write_geotiff(ds, terrain, out)
+    else:
+        P.write_netcdf(ds, out)
+    ds.attrs["wall_time_s"] = time.perf_counter() - t0  # the whole command, files included
+    print(f"{out}: {P.summary(ds)}")
+    return 0
+
+
+def _check_options(args, out: Path) -> None:
+    """Option checks that need no file."""
+    if not out.parent.is_dir():
+        raise PiffInputError("--out", f"directory {str(out.parent)!r} does not exist")
+    if out.suffix.lower() not in TIF_SUFFIXES + (".nc", ".nc4"):
+        raise PiffInputError("--out", f"unknown output format {out.suffix!r}: use .nc or .tif")
+    for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1),
+                               ("--batch-size", args.batch_size, 1), ("--coarse-factor", args.coarse_factor, 1)):
+        if value < low:
+            raise PiffInputError(option, f"must be at least {low}, got {value}")
+    if not 0.0 <= args.overlap < 1.0:
+        raise PiffInputError("--overlap", f"must be in [0, 1), got {args.overlap}")

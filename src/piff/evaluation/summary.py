@@ -1,0 +1,105 @@
+"""Compare experiments and baselines: ``results/summary.csv`` and ``results/summary.md``.
+
+Reads each experiment's ``metrics.json`` (written by :mod:`piff.evaluation.evaluate`) and
+lays out one row per (experiment, NFE, storm group) for hour "all". The values are means over
+test maps of per-map scores (see ``averaging`` in each metrics.json).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from piff.data.format import STORM_GROUPS
+from piff.errors import PiffInputError
+from piff.evaluation.evaluate import write_text_atomic
+
+# display column -> (metrics.json key, number format)
+COLUMNS = {
+    "MAE (m)": ("mae", "{:.4f}"),
+    "RMSE (m)": ("rmse", "{:.4f}"),
+    "NSE": ("nse", "{:.3f}"),
+    "NSE wet": ("nse_wet", "{:.3f}"),
+    "CSI@0.1": ("csi@0.1", "{:.3f}"),
+    "CSI@0.3": ("csi@0.3", "{:.3f}"),
+    "F1@0.1": ("f1@0.1", "{:.3f}"),
+    "MD (m)": ("md", "{:.3f}"),
+    "volume error": ("volume_error", "{:+.3f}"),
+    "continuity (mm/h)": ("continuity_rms_mm_per_h", "{:.2f}"),
+    "s per map": ("seconds_per_map", "{:.3g}"),
+    "speed-up": ("speedup", "{:.3g}"),
+}
+INTRO = ("Means over test maps (DEM x held-out storm x hour) of per-map scores against the solver; "
+         "NFE 0 = no network (SPM-only and coarse dynamic prior baselines). Depth thresholds in metres; "
+         "continuity = RMS hourly water-balance imbalance of the prediction given the true previous hour; "
+         "speed-up = solver wall time per event / model time per map. Rows sorted by MAE, best first.")
+
+
+def read_metrics(paths) -> list[dict]:
+    """The metrics.json files, checked to carry the fields the summary needs."""
+    out = []
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise PiffInputError(path, f"not a readable metrics.json ({err})") from err
+        if not {"experiment", "kind", "metrics"} <= set(data):
+            raise PiffInputError(path, "not a metrics.json: needs experiment, kind and metrics")
+        out.append(data)
+    return out
+
+
+def summary_table(metrics: list[dict]) -> pd.DataFrame:
+    """One row per (experiment, nfe, group): experiment, kind, nfe, group, n_maps, then COLUMNS."""
+    rows = []
+    for m in metrics:
+        for nfe, by_group in m["metrics"].items():
+            for group, values in by_group.items():
+                row = {"experiment": m["experiment"], "kind": m["kind"], "nfe": int(nfe), "group": group,
+                       "n_maps": values.get("n_maps")}
+                # null in json = undefined (e.g. no solver timings): NaN in the table
+                row.update({col: _number(values.get(key)) for col, (key, _) in COLUMNS.items()})
+                rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    order = {g: i for i, g in enumerate(("all",) + STORM_GROUPS)}
+    table["_group"] = table["group"].map(lambda g: order.get(g, len(order)))
+    table = table.sort_values(["_group", "MAE (m)", "experiment", "nfe"], na_position="last")
+    return table.drop(columns="_group").reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """One Markdown table per storm group ("all" first), rows sorted by MAE (best first)."""
+    lines = ["# Test-set comparison", "", INTRO, ""]
+    header = ["experiment", "kind", "NFE", "maps"] + list(COLUMNS)
+    for group, rows in table.groupby("group", sort=False):
+        lines += [f"## Storm group: {group}", "", "| " + " | ".join(header) + " |",
+                  "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+        for _, r in rows.iterrows():
+            cells = [str(r["experiment"]), str(r["kind"]), str(r["nfe"]), _fmt(r["n_maps"], "{:d}")]
+            cells += [_fmt(r[col], fmt) for col, (_, fmt) in COLUMNS.items()]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_summary(metrics_paths, out_csv, out_md) -> pd.DataFrame:
+    """Read the experiments' metrics.json files and write the comparison CSV and Markdown."""
+    table = summary_table(read_metrics(metrics_paths))
+    write_text_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    write_text_atomic(out_md, markdown(table))
+    return table
+
+
+def _number(v) -> float:
+    return np.nan if v is None else float(v)
+
+
+def _fmt(v, fmt: str) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    return fmt.format(int(v) if fmt == "{:d}" else float(v))

@@ -1,0 +1,324 @@
+"""``piff predict``: tiling and blending, GeoTIFF/netCDF georeferencing, seams, nodata,
+ensembles and input errors, with a real model trained for a few steps on the tiny dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from rasterio.crs import CRS
+
+from piff.cli import main
+from piff.errors import PiffInputError
+from piff.hydro.terrain import Terrain, read_dem, synthetic_lowland, write_dem
+from piff.inference import predict as P
+from piff.inference import tiling
+
+TWD97 = CRS.from_epsg(3826).to_wkt()  # projected, metres (Taiwan)
+ORIGIN = (168000.0, 2545000.0)  # top-left corner in TWD97 metres (near Tainan)
+RAIN = [5.0, 10.0, 30.0, 50.0, 20.0, 5.0]  # mm/h, a 6-hour forecast
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def model_path(tiny_dataset, tmp_path_factory):
+    """A real model.pt: 4 optimiser steps on the 16x16, 20 m tiny dataset (~10 s)."""
+    work = tmp_path_factory.mktemp("predict_model")
+    hparams = {"steps": 4, "batch_size": 4, "microbatch": 4, "ckpt_every": 4, "log_every": 4, "warmup_steps": 1,
+               "seed": 1}
+    cmd = [sys.executable, "-m", "piff.training", "--hparams", json.dumps(hparams), "--dataset", str(tiny_dataset),
+           "--workdir", str(work), "--out", str(work / "model.pt"), "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def trained(model_path):
+    from piff.training.objective import load_trained
+
+    return load_trained(model_path)
+
+
+def georeferenced(size, seed=7, dx=20.0, crs=TWD97, nodata_box=None) -> Terrain:
+    """A synthetic lowland DEM placed in TWD97, optionally with a nodata rectangle."""
+    t = synthetic_lowland(size, dx, seed=seed)
+    z = t.elevation.copy()
+    mask = None
+    if nodata_box is not None:
+        mask = np.zeros(z.shape, bool)
+        mask[nodata_box] = True
+        z[mask] = np.nan
+    return Terrain(z, dx, crs=crs, transform=(dx, 0.0, ORIGIN[0], 0.0, -dx, ORIGIN[1]), nodata_mask=mask)
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A 48x48 GeoTIFF DEM (3x the training size, with a nodata corner) and a 6-h forecast."""
+    dem = write_dem(georeferenced(48, nodata_box=(slice(0, 5), slice(0, 7))), tmp_path / "city.tif")
+    rain = tmp_path / "forecast.csv"
+    rain.write_text("hour,mm_per_h\n" + "".join(f"{h},{v}\n" for h, v in enumerate(RAIN, 1)))
+    return dem, rain
+
+
+def run_cli(*argv):
+    return main(["predict", "--no-progress", "--device", "cpu", *map(str, argv)])
+
+
+# ----------------------------------------------------------------------------- tiling (pure)
+def test_tile_starts_cover_the_raster_and_align_the_last_tile():
+    assert tiling.tile_starts(16, 16, 0.25) == [0]
+    assert tiling.tile_starts(10, 16, 0.25) == [0]  # smaller than a tile: padded by the caller
+    assert tiling.tile_starts(48, 16, 0.0) == [0, 16, 32]
+    assert tiling.tile_starts(48, 16, 0.5) == [0, 8, 16, 24, 32]
+    for n, tile, overlap in [(48, 16, 0.25), (50, 16, 0.25), (257, 64, 0.3), (17, 16, 0.9)]:
+        starts = tiling.tile_starts(n, tile, overlap)
+        assert starts[0] == 0 and starts[-1] == n - tile
+        assert all(0 < b - a <= round(tile * (1 - overlap)) for a, b in zip(starts, starts[1:]))
+
+
+def test_blend_weights_are_positive_symmetric_and_peak_in_the_middle():
+    w = tiling.blend_weights((16, 8))
+    assert w.shape == (16, 8) and np.all(w > 0)
+    np.testing.assert_allclose(w, w[::-1, ::-1])
+    assert w[7:9, 3:5].min() == pytest.approx(w.max())
+    assert w[0, 0] < 1e-3 * w.max()  # a window's corner hardly counts next to a neighbour's centre
+
+
+@pytest.mark.parametrize("shape, overlap", [((48, 48), 0.25), ((37, 52), 0.5), ((10, 12), 0.25)])
+def test_predict_tiled_is_exact_for_a_pointwise_function(shape, overlap):
+    """The weights are normalised, so a window-independent fn comes back unchanged, including
+    on a raster smaller than a window (padded, then cropped) and with extra output axes."""
+    field = np.random.default_rng(0).normal(size=shape)
+    out = tiling.predict_tiled(lambda b: np.stack([2 * b["z"], b["z"] ** 2], axis=1), {"z": field}, 16, overlap,
+                               batch_size=3)
+    np.testing.assert_allclose(out, np.stack([2 * field, field ** 2]), rtol=1e-12, atol=1e-12)
+
+
+def max_jump_at(d: np.ndarray, boundaries) -> tuple[float, float]:
+    """Largest |difference| between neighbouring columns across ``boundaries`` and elsewhere."""
+    jumps = np.abs(np.diff(d, axis=-1))
+    at = np.zeros(jumps.shape[-1], bool)
+    at[[b - 1 for b in boundaries]] = True
+    return float(jumps[..., at].max()), float(jumps[..., ~at].max())
+
+
+def test_blending_hides_seams_of_window_dependent_outputs():
+    """A network's output depends on its whole window (group-norm statistics, attention): mimic
+    that with fn = field + (window mean of the field) and a smooth field. Hard stitching (no
+    overlap) shows a step at every window edge; blending spreads the windows' disagreement over
+    the overlap, so no step is larger than the field's own cell-to-cell change."""
+    y, x = np.mgrid[0:48, 0:48]
+    field = np.sin(x / 7.0) + 0.5 * np.cos(y / 5.0) + 0.02 * x  # smooth: ~0.2 per cell at most
+
+    def fn(b):
+        return b["z"] + 3.0 * b["z"].mean(axis=(-2, -1), keepdims=True)
+
+    hard = tiling.predict_tiled(fn, {"z": field}, 16, 0.0) - field
+    assert max_jump_at(hard, [16, 32])[0] > 0.5  # the step a seam leaves
+    blended = tiling.predict_tiled(fn, {"z": field}, 16, 0.25)
+    at, elsewhere = max_jump_at(blended, [b for s in tiling.tile_starts(48, 16, 0.25) for b in (s, s + 16)
+                                          if 0 < b < 48])
+    assert at <= elsewhere
+
+
+# ----------------------------------------------------------------------------- options
+def test_parse_hours():
+    assert P.parse_hours(None, 4) == [1, 2, 3, 4]
+    assert P.parse_hours("1-3,6,3", 24) == [1, 2, 3, 6]
+    for bad in ("0-3", "a", "3-", "5-3", "1,,2"):
+        with pytest.raises(PiffInputError, match="--hours"):
+            P.parse_hours(bad, 24)
+
+
+# ----------------------------------------------------------------------------- model runs
+def test_geotiff_round_trip_keeps_crs_transform_and_nodata(model_path, files, tmp_path):
+    dem, rain = files
+    out = tmp_path / "flood.tif"
+    assert run_cli("--model", model_path, "--dem", dem, "--rain", rain, "--hours", "4", "--nfe", "2",
+                   "--out", out) == 0
+    src_dem = read_dem(dem)
+    with rasterio.open(out) as src:
+        depth = src.read(1)
+        assert src.crs == CRS.from_epsg(3826)
+        assert tuple(src.transform)[:6] == pytest.approx(src_dem.transform)
+        assert np.isnan(src.nodata)
+    assert np.array_equal(np.isnan(depth), src_dem.nodata_mask)
+    assert np.all(depth[~src_dem.nodata_mask] >= 0)
+
+
+def test_netcdf_layout_units_and_provenance(model_path, files, tmp_path, capsys):
+    dem, rain = files
+    out = tmp_path / "flood.nc"
+    assert run_cli("--model", model_path, "--dem", dem, "--rain", rain, "--hours", "2,5", "--nfe", "2",
+                   "--out", out) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "flooded area (> 0.3 m)" in line and "km2" in line and "peak depth" in line
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["Conventions"] == "CF-1.10"
+        assert ds["depth_mean"].dims == ("time", "y", "x") and ds["p_exceed"].dims == ("time", "threshold", "y", "x")
+        assert ds["time"].values.tolist() == [2.0, 5.0]
+        assert ds["threshold"].values.tolist() == pytest.approx([0.1, 0.3, 0.5])
+        assert CRS.from_wkt(ds["crs"].attrs["crs_wkt"]) == CRS.from_epsg(3826)
+        assert ds["x"].values[0] == pytest.approx(ORIGIN[0] + 10.0)  # cell centres in TWD97 metres
+        assert ds["y"].values[0] == pytest.approx(ORIGIN[1] - 10.0)
+        for name in ("depth_mean", "depth_std", "p_exceed", "prior", "elevation", "rainfall", "x", "y", "time"):
+            assert "units" in ds[name].attrs, name
+        for key in ("model", "model_fingerprint", "nfe", "sampler", "members", "seed", "rainfall_file",
+                    "piff_version", "prior"):
+            assert key in ds.attrs, key
+        assert ds.attrs["prior"] == "spm" and ds.attrs["nfe"] == 2
+        assert float(ds["rainfall"][1]) == RAIN[4]
+
+
+def seam_ratio(d: np.ndarray, tile: int, overlap: float) -> float:
+    """Mean |neighbour difference| of ``d`` across the windows' edges / elsewhere (both axes)."""
+    n = d.shape[-1]
+    edges = {b for s in tiling.tile_starts(n, tile, overlap) for b in (s, s + tile) if 0 < b < n}
+    at = np.zeros(n - 1, bool)
+    at[[b - 1 for b in edges]] = True
+    gx, gy = np.abs(np.diff(d, axis=-1)), np.abs(np.diff(d, axis=-2))
+    seam = np.concatenate([gx[..., at].ravel(), gy[..., at, :].ravel()])
+    rest = np.concatenate([gx[..., ~at].ravel(), gy[..., ~at, :].ravel()])
+    return float(seam.mean() / rest.mean())
+
+
+def test_tiled_prediction_has_no_seams(trained):
+    """A 48x48 DEM (3x the 16x16 training size) predicted with 16x16 windows vs in one piece
+    (48 is a multiple of the U-Net's 8, so the fully convolutional net also runs untiled).
+
+    Criterion, and why: the difference tiled - untiled is what tiling adds. The terrain's own
+    relief is removed by taking that difference, so a seam shows up as a difference field that
+    jumps at the windows' edges. Hard stitching (overlap 0) is the control: its jumps at the
+    edges are several times the jumps elsewhere. Blended windows must not jump more at their
+    edges than elsewhere (ratio <= 1.5), and the tiled maps must stay within 1 % of the depth
+    range of the untiled ones everywhere.
+    """
+    terrain = georeferenced(48, seed=8)
+    kw = dict(nfe=2, sampler="euler")
+    whole = P.predict_maps(trained, terrain, RAIN, [3, 6], tile=48, **kw)["depth_mean"].values
+    hard = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.0, **kw)["depth_mean"].values
+    tiled = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.25, **kw)["depth_mean"].values
+    assert seam_ratio(hard - whole, 16, 0.0) > 2.0  # the metric sees seams when there are some
+    assert seam_ratio(tiled - whole, 16, 0.25) <= 1.5
+    assert np.abs(tiled - whole).max() <= 0.01 * np.ptp(whole)
+
+
+def test_nodata_cells_stay_nodata(trained):
+    box = (slice(20, 30), slice(0, 12))
+    terrain = georeferenced(40, seed=9, nodata_box=box)  # 40: windows at 0, 12, 24 (overlap)
+    ds = P.predict_maps(trained, terrain, RAIN, [2, 5], nfe=2, sampler="euler_maruyama", members=2)
+    for name in ("depth_mean", "depth_std", "p_exceed", "prior"):
+        values = ds[name].values
+        assert np.isnan(values[..., box[0], box[1]]).all(), name
+        assert np.isfinite(values[..., ~terrain.nodata_mask]).all(), name
+
+
+def test_small_dem_is_padded_to_one_window(trained):
+    terrain = georeferenced((10, 13), seed=4)
+    ds = P.predict_maps(trained, terrain, RAIN, [6], nfe=1)
+    assert ds["depth_mean"].shape == (1, 10, 13) and np.isfinite(ds["depth_mean"]).all()
+
+
+def test_ensemble_probabilities(trained):
+    terrain = georeferenced(24, seed=5)
+    kw = dict(nfe=3, sampler="euler_maruyama", members=6, seed=11)
+    ds = P.predict_maps(trained, terrain, RAIN, [3, 6], **kw)
+    p = ds["p_exceed"].values
+    assert np.all((p >= 0) & (p <= 1))
+    assert np.all(np.diff(p, axis=1) <= 0)  # non-increasing in the threshold
+    assert np.all(ds["depth_std"].values >= 0) and ds["depth_std"].values.max() > 0
+    assert ((p > 0) & (p < 1)).any()  # members disagree somewhere
+    again = P.predict_maps(trained, terrain, RAIN, [6], **kw)  # same seed, other hours: same hour-6 members
+    np.testing.assert_array_equal(again["depth_mean"].values[0], ds["depth_mean"].values[1])
+    other = P.predict_maps(trained, terrain, RAIN, [6], **{**kw, "seed": 12})
+    assert not np.array_equal(other["depth_mean"].values, again["depth_mean"].values)
+
+    det = P.predict_maps(trained, terrain, RAIN, [3, 6], nfe=3, sampler="heun", members=6)
+    assert det.attrs["members"] == 1
+    assert np.all(det["depth_std"].values == 0)
+    assert set(np.unique(det["p_exceed"].values)) <= {0.0, 1.0}
+
+
+def test_spm_prior_matches_the_training_dataset(tiny_dataset):
+    """On a training DEM, with the dataset's boundaries, the on-the-fly prior is the map the
+    model was trained with (same window, same bin)."""
+    from piff.data.torch_dataset import FloodMapDataset
+
+    data = FloodMapDataset(tiny_dataset, "train", with_physics=False)
+    with xr.open_dataset(tiny_dataset) as ds:
+        sample = data[0]
+        dem, storm, hour = int(sample["dem"]), int(sample["storm"]), int(sample["hour"])
+        terrain = Terrain(ds["elevation"].values[dem], float(ds.attrs["cell_size_m"]))
+        rain = ds["rainfall"].sel(storm=storm).values[1:]
+        boundary = str(ds["boundary"].values[dem])
+    prior = P.prior_maps(terrain, rain, [hour], boundary=boundary)
+    np.testing.assert_allclose(prior[0], sample["spm"][0].numpy(), atol=1e-6)
+
+
+def test_coarse_prior_shapes():
+    terrain = georeferenced(16, seed=2)
+    prior = P.prior_maps(terrain, np.array(RAIN), [2, 6], prior="coarse", coarse_factor=4)
+    assert prior.shape == (2, 16, 16) and np.all(prior >= 0) and prior[1].sum() > 0
+
+
+def test_resample_to_the_training_cell_size(model_path, tmp_path, files):
+    _, rain = files
+    dem = write_dem(georeferenced(40, dx=10.0), tmp_path / "fine.tif")
+    out = tmp_path / "flood.nc"
+    assert run_cli("--model", model_path, "--dem", dem, "--rain", rain, "--hours", "3", "--nfe", "1",
+                   "--resample", "--out", out) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.sizes["y"] == ds.sizes["x"] == 20 and ds.attrs["resampled"] == 1
+        assert ds["x"].values[0] == pytest.approx(ORIGIN[0] + 10.0)  # same corner, 20 m cells
+        assert ds.attrs["cell_size_m"] == 20.0 and ds.attrs["dem_cell_size_m"] == 10.0
+
+
+# ----------------------------------------------------------------------------- bad input
+def write_geographic_dem(path):
+    z = synthetic_lowland(16, 20.0, seed=1).elevation
+    with rasterio.open(path, "w", driver="GTiff", width=16, height=16, count=1, dtype="float32",
+                       crs=CRS.from_epsg(4326), transform=rasterio.Affine(2e-4, 0.0, 120.2, 0.0, -2e-4, 23.0)) as dst:
+        dst.write(z, 1)
+    return path
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("geographic", "geographic CRS"),
+    ("geographic_dx", "geographic CRS"),
+    ("rain_too_short", "has 6 hourly values but hour 24 was requested"),
+    ("missing_model", "model file does not exist"),
+    ("missing_dem", "DEM file does not exist"),
+    ("missing_rain", "rainfall file does not exist"),
+    ("cell_size", "cell size 10 m differs from the model's training cell size 20 m"),
+    ("tif_many_hours", "a GeoTIFF holds one map"),
+])
+def test_bad_inputs_give_one_line_errors(case, expect, model_path, files, tmp_path, capsys):
+    dem, rain = files
+    args = {"--model": model_path, "--dem": dem, "--rain": rain, "--out": tmp_path / "flood.nc"}
+    extra = []
+    if case.startswith("geographic"):
+        args["--dem"] = write_geographic_dem(tmp_path / "wgs84.tif")
+        extra = ["--dx", "20"] if case == "geographic_dx" else []
+    elif case == "rain_too_short":
+        extra = ["--hours", "1-24"]
+    elif case.startswith("missing_"):
+        key = {"missing_model": "--model", "missing_dem": "--dem", "missing_rain": "--rain"}[case]
+        args[key] = tmp_path / "nowhere" / "file"
+    elif case == "cell_size":
+        args["--dem"] = write_dem(georeferenced(32, dx=10.0), tmp_path / "fine.tif")
+    elif case == "tif_many_hours":
+        args["--out"] = tmp_path / "flood.tif"
+    argv = [x for kv in args.items() for x in kv] + extra
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expect in err, err
+    if case == "cell_size":
+        assert "--resample" in err
+    assert not (tmp_path / "flood.nc").exists() and not (tmp_path / "flood.tif").exists()

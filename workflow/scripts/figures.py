@@ -1,0 +1,7 @@
+"""Snakemake adapter: the figures of one experiment."""
+from piff import logs
+from piff.evaluation.figures import make_figures
+
+with logs.to_file(snakemake.log[0]):
+    make_figures(snakemake.input.samples, snakemake.input.dataset, snakemake.input.metrics,
+                 snakemake.output.cases, snakemake.output.error_vs_nfe, snakemake.output.error_vs_hour)
