@@ -165,7 +165,10 @@ def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = Fals
     if "cell_size_m" not in ds.attrs:
         ds.close()
         raise PiffInputError(path, "missing global attribute cell_size_m")
-    return ds.load() if load else ds
+    if load:
+        ds.load()
+        ds.close()  # release the HDF5 handle: reopening a file still held open can fail
+    return ds
 
 
 def config_hash(obj) -> str:

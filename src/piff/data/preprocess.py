@@ -274,6 +274,9 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     if prior_paths:
         priors = [xr.concat([xr.open_dataset(p).load() for p in chunks], dim="storm") for chunks in prior_paths]
         fmt.add_variable(ds, "prior_coarse", np.concatenate([p["prior_coarse"].values for p in priors], axis=0))
+        ds["prior_coarse_wall_time"] = xr.DataArray(
+            np.concatenate([p["prior_coarse_wall_time"].values for p in priors], axis=0), dims=("dem", "storm"),
+            attrs={"units": "s", "long_name": "coarse dynamic prior wall time for the whole event"})
     check_dataset(ds, source=name)
     return ds
 
