@@ -45,6 +45,21 @@ def git_revision() -> str:
         return "unknown"
 
 
+def median_time(fn, repeats: int, warmup: bool = True) -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn`` (after one untimed warm-up call)."""
+    import statistics
+    import time
+
+    if warmup:
+        fn()  # allocator, oneDNN kernel selection
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def write_section(name: str, title: str, body: str, command: str | None = None) -> None:
     """Replace (or append) the section ``name`` of docs/benchmarks.md."""
     command = command or "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])

@@ -12,15 +12,13 @@ Writes the "model" section of docs/benchmarks.md via bench/_report.py.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import median_time, write_section  # noqa: E402
 
 from piff.model import Bridge, ModelConfig, Normaliser, build_model, count_parameters, sample, training_loss  # noqa: E402
 
@@ -36,14 +34,6 @@ def synthetic_batch(b: int, size: int, seed: int = 0) -> dict:
                 rain_mm_per_h=torch.full((b,), 30.0), dx=torch.full((b,), 20.0), hour=torch.full((b,), 5))
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (allocator, oneDNN kernel selection)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def train_step_per_sample(model, size: int, batch_size: int, repeats: int) -> float:

@@ -20,15 +20,13 @@ Writes the "predict" section of docs/benchmarks.md via bench/_report.py.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import write_section  # noqa: E402
+from _report import median_time as _median_time, write_section  # noqa: E402
 
 from piff.hydro.solver import simulate  # noqa: E402
 from piff.hydro.storms import hyetograph  # noqa: E402
@@ -54,12 +52,7 @@ def untrained_model(preset: str) -> TrainedModel:
 
 
 def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return _median_time(fn, repeats, warmup=False)
 
 
 def solver_time(terrain, rain, compile_: bool) -> tuple[float, str]:

@@ -8,14 +8,6 @@ import torch
 from piff.model.bridge import NOISE_MODES, SAMPLERS, Bridge
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: one torch thread (also the fastest here for these sizes)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _pair(seed=0, shape=(3, 1, 4, 5)):
     g = torch.Generator().manual_seed(seed)

@@ -11,14 +11,6 @@ B = 2
 SMALL = dict(base_channels=16, channel_mult=(1, 2), attention_ds=(2,), head_channels=8, rain_width=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: one torch thread (also the fastest here for these sizes)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 
 def make_batch(b=B, h=H, w=W, dx=20.0, seed=0) -> dict:

@@ -9,14 +9,6 @@ from piff.model.physics import continuity_residual, hourly_imbalance, physics_lo
 from piff.units import SECONDS_PER_HOUR
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: one torch thread (also the fastest here for these sizes)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def consistent_hour(b=2, h=6, w=7, dx=20.0, seed=0, dtype=torch.float64):
     """Depths, fluxes (boundary faces included, nonzero), rain and losses that satisfy the

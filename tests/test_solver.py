@@ -20,14 +20,6 @@ from piff.hydro.boundary import BoundarySpec, EdgeCondition, outlet_mask, parse_
 from piff.hydro.solver import continuity_residual, simulate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test machine is shared: one thread, and the result does not depend on it
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def lowland(n=32, dx=20.0, seed=0):
     """Smooth synthetic lowland (m): gentle tilt towards x = 0, undulations and two ponds."""

@@ -12,14 +12,6 @@ from piff.model.unet import timestep_embedding
 PAPER_PARAMS = 174e6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine is shared: one torch thread (also the fastest here for these sizes)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 
 def _inputs(b, h, w, rain_mm_per_h=10.0, seed=0):
