@@ -1,0 +1,41 @@
+"""Static checks of the files the workflow ships: the conda env, the profiles, the schema."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from workflow_utils import REPO
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_conda_env_lists_every_package_dependency():
+    # --sdm conda jobs import piff from the checkout, so the env must carry all its dependencies
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs" / "piff.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert _names(deps) == _names(pip)
+    assert "torch==2.13.0" in pip  # a looser pin pulls a multi-GB CUDA build
+
+
+def test_default_profile_runs_locally():
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert "executor" not in profile  # loaded automatically: never a cluster executor here
+    slurm = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    assert slurm["executor"] == "slurm"
+
+
+def test_every_rule_has_a_log_and_heavy_rules_a_benchmark():
+    text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    rules = re.split(r"\nrule ", text)[1:]
+    heavy = {"simulate", "coarse_prior", "spm", "assemble", "train", "sample", "evaluate"}
+    for body in rules:
+        name = body.split(":", 1)[0]
+        assert "\n    log:" in body, f"rule {name} has no log"
+        if name in heavy:
+            assert "\n    benchmark:" in body, f"rule {name} has no benchmark"
