@@ -112,7 +112,7 @@ def main(argv=None) -> None:
             f"{' (--quick: smoke test)' if args.quick else ''}. Prediction times include the SPM prior.\n\n"
             "| what | wall time | per map |\n|---|---|---|\n" + "\n".join(rows)
             + f"\n\nSpeed-up of prediction over the solver for the 24-h event: {speedups}.")
-    write_section("predict", "Operational prediction: latency vs the solver", body)
+    write_section(f"predict-{args.preset}", f"Operational prediction ({args.preset} preset): latency vs the solver", body)
 
 
 if __name__ == "__main__":

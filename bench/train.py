@@ -32,8 +32,8 @@ def build_dataset(folder: Path, size: int) -> Path:
     from conftest import TRAIN_DATASET, build_dataset as build
 
     cfg = json.loads(json.dumps(TRAIN_DATASET))
-    cfg["terrain"].update(count=1, size=size)
-    cfg["storms"].update(shapes=["uniform", "scs_type2"], totals_mm=[60.0, 150.0], hours=6)
+    cfg["terrain"].update(count=2, size=size)  # 2 DEMs x 3 training storms x 8 hours = 48 maps
+    cfg["storms"].update(shapes=["uniform", "scs_type2", "huff_q1"], totals_mm=[60.0, 150.0], hours=8)
     cfg["split"] = {"test_totals_mm": [150.0]}
     return build(folder, cfg, name="bench")
 

@@ -64,3 +64,26 @@ def test_forcerun_kill_and_rerun_through_snakemake(tmp_path):
     # and the rest of the chain runs on the resumed model
     snakemake(tmp_path, "results/t/samples.nc", configfile=cfg)
     assert (tmp_path / "results/t/samples.nc").exists()
+
+
+def test_wall_time_budget_with_snakemake_retries_gives_the_uninterrupted_model(tmp_path):
+    """A budget shorter than the training: the run saves and exits 75, Snakemake's `retries:`
+    starts it again, it resumes, and the final weights equal those of an unbudgeted run."""
+    exp = {**EXPERIMENT, "steps": 120, "ckpt_every": 20, "use_physics": False}
+    cfg = write_config(tmp_path, {"datasets": {"tiny": TINY_DATASET}, "experiments": {"t": exp}})
+    t0 = time.monotonic()
+    snakemake(tmp_path, "results/t/model.pt", configfile=cfg)
+    reference = weights(tmp_path / "results/t/model.pt")
+    train_s = float((tmp_path / "results/t/benchmarks/train.tsv").read_text().splitlines()[1].split("\t")[0])
+    assert time.monotonic() - t0 > train_s
+    (tmp_path / "results/t").rename(tmp_path / "results/t_reference")
+
+    # about 65 % of the uninterrupted training per attempt: it needs 2 attempts, the rule allows 3
+    budget_min = 0.65 * train_s / 60
+    cfg = write_config(tmp_path, {"datasets": {"tiny": TINY_DATASET},
+                                  "experiments": {"t": {**exp, "wall_time_budget_min": round(budget_min, 4)}}})
+    proc = snakemake(tmp_path, "results/t/model.pt", configfile=cfg)
+    assert "restart" in (proc.stdout + proc.stderr).lower(), "the budget never stopped the training"
+    assert "resuming from" in (tmp_path / "results/t/logs/train.log").read_text()
+    budgeted = weights(tmp_path / "results/t/model.pt")
+    assert all(torch.equal(budgeted[k], reference[k]) for k in reference)
