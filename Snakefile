@@ -6,14 +6,20 @@
 #
 # Stages: preprocess (terrain, storms, solver ground truth, SPM) -> train -> sample -> evaluate.
 import os
+import sys
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
-# Jobs import piff from this checkout (also inside `--sdm conda` environments).
+# Jobs import piff from this checkout (also inside `--sdm conda` environments), and the
+# `python` of shell rules is the one running Snakemake (`.venv/bin/snakemake` works without
+# activating the venv; a conda env's bin still comes first under --sdm conda).
 PIFF_SRC = os.path.join(workflow.basedir, "src")
-os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (PIFF_SRC, os.environ.get("PYTHONPATH")) if p))
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (PIFF_SRC, os.environ.get("PYTHONPATH")) if p),
+    PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),
+)
 
 
 configfile: "config/config.yaml"

@@ -35,7 +35,8 @@ def test_forcerun_kill_and_rerun_through_snakemake(tmp_path):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
            "--cores", "2", "--nolock", "--forcerun", "train", "results/t/model.pt", "--configfile", str(cfg)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if os.path.realpath(p) != os.path.realpath(os.path.dirname(sys.executable)))
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     ckpt = tmp_path / "results/t/checkpoints/ckpt_0000012.pt"

@@ -37,7 +37,10 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
     if configfile is not None:  # last: --configfile is greedy and would swallow targets after it
         cmd += ["--configfile", str(configfile)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # the venv is deliberately NOT put on PATH: `.venv/bin/snakemake` must work as the README
+    # runs it, without an activated venv (the Snakefile puts its own python first)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if Path(p).resolve() != Path(sys.executable).parent.resolve())
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"

@@ -41,3 +41,7 @@ def atomic_path(path, suffix: str = ".tmp"):
 def atomic_write_bytes(path, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

@@ -10,15 +10,14 @@ and the mass balance and solver settings as global attributes.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from piff.data.format import write_netcdf
 from piff.errors import PiffInputError
 
-COMPRESSION = {"zlib": True, "complevel": 4}
 
 
 def add_arguments(parser) -> None:
@@ -161,18 +160,7 @@ def write_simulation_netcdf(path, result, *, storm=0, crs=None, transform=None, 
         **{f"solver_{k}": _attr(v) for k, v in result.settings.items()},
         **{k: _attr(v) for k, v in (extra_attrs or {}).items()},
     }
-    encoding = {name: dict(COMPRESSION) for name in data}
-    encoding.update({name: {"_FillValue": None} for name in coords})
-    encoding["elevation"]["_FillValue"] = np.float32(np.nan)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        ds.to_netcdf(tmp, format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_netcdf(ds, path, nan_fill=("elevation",))
 
 
 def _attr(value):

@@ -9,16 +9,15 @@ when the DEM has one. Water leaves only through the sea/free edges of ``--bounda
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from piff.data.format import write_netcdf
 from piff.errors import PiffInputError
 
-COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
 
 
 def add_arguments(parser) -> None:
@@ -100,15 +99,4 @@ def write_spm_netcdf(path, table: np.ndarray, bins_mm: np.ndarray, terrain, attr
                "cell_size_m": float(terrain.dx), **(attrs or {})})
     if terrain.crs:
         ds["crs"] = ((), np.int32(0), {"crs_wkt": str(terrain.crs), "spatial_ref": str(terrain.crs)})
-    encoding = {"spm": {**COMPRESSION, "chunksizes": (1, ny, nx), "_FillValue": None},
-                "elevation": {**COMPRESSION, "_FillValue": np.float32(np.nan)}}
-    encoding.update({name: {"_FillValue": None} for name in ds.coords})
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_netcdf(ds, path, nan_fill=("elevation",))

@@ -122,13 +122,16 @@ def add_variable(ds: xr.Dataset, name: str, values, coords: dict | None = None) 
     ds[name] = xr.DataArray(values, dims=dims, coords=coords or {}, attrs=attrs)
 
 
-def encoding_for(ds: xr.Dataset) -> dict:
-    """float32 + zlib level 4 + shuffle, one 2-D (y, x) field per chunk; no fill on coordinates."""
+def encoding_for(ds: xr.Dataset, nan_fill=()) -> dict:
+    """zlib level 4 + shuffle, one 2-D (y, x) field per chunk, no fill value on coordinates or
+    data (the datasets store float32 already: see add_variable); the variables named in
+    ``nan_fill`` declare NaN as their fill value, so GIS tools mask nodata cells."""
     enc = {}
     for name, var in ds.data_vars.items():
         if var.dtype.kind == "f":
             chunks = tuple(1 if d not in ("y", "x", "x_face", "y_face") else n for d, n in zip(var.dims, var.shape))
-            e = {"dtype": "float32", "zlib": True, "complevel": 4, "shuffle": True, "_FillValue": None}
+            fill = np.array(np.nan, var.dtype) if name in nan_fill else None
+            e = {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": fill}
             if var.ndim >= 2 and var.dims[-1] in ("x", "x_face") and var.dims[-2] in ("y", "y_face"):
                 e["chunksizes"] = chunks
             enc[name] = e
@@ -137,10 +140,11 @@ def encoding_for(ds: xr.Dataset) -> dict:
     return enc
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then os.replace."""
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, nan_fill=()) -> Path:
+    """Write with :func:`encoding_for` atomically: a temporary file in the same folder, fsync,
+    then os.replace. Every netCDF piff writes goes through here."""
     with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds))
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds, nan_fill))
     return Path(path)
 
 

@@ -136,15 +136,20 @@ def storm_chunks(n_storms: int, storms_per_job: int) -> list[range]:
 
 
 # ----------------------------------------------------------------------------- simulate
+def _chunk_inputs(dem_path, storms_path, chunk: int, dataset_cfg: dict):
+    """The DEM and the storms of chunk ``chunk`` (storms_per_job consecutive storms)."""
+    from piff.hydro.terrain import read_dem
+
+    storms = _load(storms_path)
+    rows = storm_chunks(storms.sizes["storm"], int(dataset_cfg["simulate"]["storms_per_job"]))[chunk]
+    return read_dem(dem_path), storms.isel(storm=list(rows))
+
+
 def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, progress=False) -> xr.Dataset:
     """Run the solver for one DEM and one chunk of storms; returns depth, vx, vy, fluxes, loss."""
     from piff.hydro import solver as solver_mod
-    from piff.hydro.terrain import read_dem
 
-    ter = read_dem(dem_path)
-    storms = xr.open_dataset(storms_path).load()
-    rows = storm_chunks(storms.sizes["storm"], int(dataset_cfg["simulate"]["storms_per_job"]))[chunk]
-    storms = storms.isel(storm=list(rows))
+    ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     boundaries = boundary_string(dataset_cfg, ter)
     outputs = {k: [] for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
@@ -179,12 +184,8 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, prog
 def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> xr.Dataset:
     """The coarse dynamic prior (solver on a coarser grid, downscaled) for one chunk of storms."""
     from piff.hydro.spm import coarse_dynamic_prior
-    from piff.hydro.terrain import read_dem
 
-    ter = read_dem(dem_path)
-    storms = xr.open_dataset(storms_path).load()
-    rows = storm_chunks(storms.sizes["storm"], int(dataset_cfg["simulate"]["storms_per_job"]))[chunk]
-    storms = storms.isel(storm=list(rows))
+    ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     factor = int(dataset_cfg.get("coarse_prior", {}).get("factor", 4))
     maps, wall = [], []
@@ -235,7 +236,7 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     from piff.hydro.terrain import read_dem
 
     terrains = [read_dem(p) for p in dem_paths]
-    storms = xr.open_dataset(storms_path).load()
+    storms = _load(storms_path)
     ny, nx = terrains[0].elevation.shape
     dx = terrains[0].dx
     for p, t in zip(dem_paths, terrains):
@@ -259,7 +260,7 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     for name_ in ("rainfall", "storm_shape", "storm_group", "storm_total", "split"):
         ds[name_] = storms[name_]
 
-    sims = [xr.concat([xr.open_dataset(p).load() for p in chunks], dim="storm") for chunks in sim_paths]
+    sims = [xr.concat([_load(p) for p in chunks], dim="storm") for chunks in sim_paths]
     for var in ("depth", "vx", "vy", "flux_x", "flux_y", "loss", "mass_residual", "solver_wall_time"):
         stacked = np.concatenate([s[var].values for s in sims], axis=0)
         fmt.add_variable(ds, var, stacked)
@@ -268,11 +269,11 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     if not np.any(ds["loss"].values):
         ds = ds.drop_vars("loss")  # no losses configured: the continuity identity has no loss term
 
-    spm = [xr.open_dataset(p).load() for p in spm_paths]
+    spm = [_load(p) for p in spm_paths]
     ds = ds.assign_coords(rain_bin=spm[0]["rain_bin"])
     fmt.add_variable(ds, "spm", np.concatenate([s["spm"].values for s in spm], axis=0))
     if prior_paths:
-        priors = [xr.concat([xr.open_dataset(p).load() for p in chunks], dim="storm") for chunks in prior_paths]
+        priors = [xr.concat([_load(p) for p in chunks], dim="storm") for chunks in prior_paths]
         fmt.add_variable(ds, "prior_coarse", np.concatenate([p["prior_coarse"].values for p in priors], axis=0))
         ds["prior_coarse_wall_time"] = xr.DataArray(
             np.concatenate([p["prior_coarse_wall_time"].values for p in priors], axis=0), dims=("dem", "storm"),
@@ -307,6 +308,13 @@ def continuity_residual(ds: xr.Dataset) -> np.ndarray:
     loss = ds["loss"].values.astype(np.float64)[:, :, 1:] if "loss" in ds else 0.0
     net_in = (fx[..., :, :-1] - fx[..., :, 1:] + fy[..., :-1, :] - fy[..., 1:, :]) / dx
     return (depth[:, :, 1:] - depth[:, :, :-1]) - (net_in + rain_m - loss)
+
+
+def _load(path) -> xr.Dataset:
+    """A small netCDF read into memory, its file handle closed (HDF5 dislikes reopening a file
+    another handle still holds)."""
+    with xr.open_dataset(path) as ds:
+        return ds.load()
 
 
 def _dtype(name: str):

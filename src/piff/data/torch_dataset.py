@@ -79,7 +79,8 @@ class FloodMapDataset(torch.utils.data.Dataset):
         n_time = ds.sizes["time"]
         self.hours = list(range(1, n_time)) if hours is None else [int(h) for h in hours]
         if any(h < 1 or h >= n_time for h in self.hours):
-            raise ValueError(f"hours must lie in 1..{n_time - 1}")
+            raise PiffInputError(self.path, f"requested hours {self.hours} must lie in 1..{n_time - 1}, the "
+                                            f"dataset's storm hours (check eval_hours)")
         storm_ids = fmt.storm_ids_in_split(ds, split)
         all_ids = ds["storm"].values
         self.storm_rows = np.nonzero(np.isin(all_ids, storm_ids))[0]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from piff.atomic import atomic_write_text
 from piff.data import format as fmt
 from piff.errors import PiffInputError
 from piff.hydro import metrics as M
@@ -276,21 +276,9 @@ def evaluate_files(samples_path, dataset_path, out_csv, out_json, thresholds=THR
     finally:
         samples.close()
         dataset.close()
-    write_text_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(out_json, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out_json, json.dumps(summary, indent=2) + "\n")
     log.info("%s: %d maps per NFE, NFE %s", samples_path, summary["n_maps"], sorted(summary["metrics"], key=int))
     return table
 
 
-def write_text_atomic(path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it, so a failure leaves no half file.
-    (A plain ``open`` rather than ``mkstemp``, whose 0600 mode would make results private.)"""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -15,7 +15,7 @@ import pandas as pd
 
 from piff.data.format import STORM_GROUPS
 from piff.errors import PiffInputError
-from piff.evaluation.evaluate import write_text_atomic
+from piff.atomic import atomic_write_text
 
 # display column -> (metrics.json key, number format)
 COLUMNS = {
@@ -90,8 +90,8 @@ def markdown(table: pd.DataFrame) -> str:
 def write_summary(metrics_paths, out_csv, out_md) -> pd.DataFrame:
     """Read the experiments' metrics.json files and write the comparison CSV and Markdown."""
     table = summary_table(read_metrics(metrics_paths))
-    write_text_atomic(out_csv, table.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(out_md, markdown(table))
+    atomic_write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out_md, markdown(table))
     return table
 
 

@@ -34,9 +34,7 @@ Design choices (see also docs/architecture.md):
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +45,7 @@ import xarray as xr
 from scipy import ndimage
 
 from piff import __version__
+from piff.atomic import atomic_path
 from piff.errors import PiffInputError
 from piff.hydro.terrain import Terrain
 from piff.inference import tiling
@@ -495,21 +494,10 @@ def _dataset(terrain, hours, rain, windows, mean, std, p, priors, thresholds) ->
 def write_netcdf(ds: xr.Dataset, path) -> None:
     """CF netCDF, float32 + zlib, NaN as the fill value of the maps (so GIS tools mask nodata);
     atomic: a temporary file in the same folder, then os.replace."""
-    from piff.data.format import encoding_for
+    from piff.data.format import write_netcdf as write
 
-    path = Path(path)
-    encoding = encoding_for(ds)
-    for name, var in ds.data_vars.items():
-        if var.dtype.kind == "f" and var.dims[-2:] == ("y", "x"):
-            encoding[name]["_FillValue"] = np.float32(np.nan)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    maps = [n for n, v in ds.data_vars.items() if v.dtype.kind == "f" and v.dims[-2:] == ("y", "x")]
+    write(ds, path, nan_fill=maps)
 
 
 def write_geotiff(ds: xr.Dataset, terrain: Terrain, path) -> None:
@@ -522,18 +510,11 @@ def write_geotiff(ds: xr.Dataset, terrain: Terrain, path) -> None:
     profile = dict(driver="GTiff", width=depth.shape[1], height=depth.shape[0], count=1, dtype="float32",
                    nodata=np.nan, transform=rasterio.Affine(*terrain.geotransform()), crs=terrain.crs,
                    compress="deflate")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(depth, 1)
-            dst.set_band_description(1, f"depth_mean at hour {int(ds['time'].values[0])} (m)")
-            dst.update_tags(1, units="m")
-            dst.update_tags(**{k: str(v) for k, v in ds.attrs.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=path.suffix) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(depth, 1)
+        dst.set_band_description(1, f"depth_mean at hour {int(ds['time'].values[0])} (m)")
+        dst.update_tags(1, units="m")
+        dst.update_tags(**{k: str(v) for k, v in ds.attrs.items()})
 
 
 def summary(ds: xr.Dataset, threshold_m: float = 0.3) -> str:

@@ -22,6 +22,7 @@ from piff import __version__
 from piff.data import format as fmt
 from piff.data.torch_dataset import FloodMapDataset
 from piff.errors import PiffInputError
+from piff.training.checkpoint import file_sha256
 
 log = logging.getLogger("piff.sample")
 TRAINED_KINDS = ("piff", "regression")
@@ -86,7 +87,7 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
     out.attrs.update({
         "Conventions": fmt.CONVENTIONS, "title": f"piff predictions of {experiment or kind}",
         "source": f"piff {__version__}", "experiment": experiment, "kind": kind, "split": split,
-        "dataset": str(dataset_path), "dataset_sha256": _sha(dataset_path), "sampler": sampler if trained else "",
+        "dataset": str(dataset_path), "dataset_sha256": file_sha256(dataset_path), "sampler": sampler if trained else "",
         "seed": int(seed), "device": str(device),
         "model": str(model_path or ""), "model_fingerprint": trained.meta["fingerprint"] if trained else "",
         "prior": prior, "cell_size_m": float(ds_in.attrs["cell_size_m"]),
@@ -108,12 +109,6 @@ def _predict(trained, kind, batch, nfe, sampler, gen, device) -> np.ndarray:
             out = sample(trained.model, trained.bridge, trained.normaliser, b["elevation"], b["spm"],
                          b["rain_window"], nfe=int(nfe), method=sampler, generator=gen if device == "cpu" else None)
     return out.float().cpu().numpy()
-
-
-def _sha(path) -> str:
-    from piff.training.checkpoint import file_sha256
-
-    return file_sha256(path)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -32,6 +32,14 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def from_master(self, fn):
+        """``fn()`` run on rank 0 only, its (picklable) result sent to every rank: for work
+        that must not be repeated per rank, such as hashing a large dataset file."""
+        box = [fn() if self.is_master else None]
+        if self.enabled:
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def all_reduce_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.enabled:
             t = t.clone()

@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
     budget_s = 60.0 * (wall_time_min if wall_time_min is not None else (cfg.wall_time_budget_min or math.inf))
 
     data = FloodMapDataset(dataset_path, "train", prior=cfg.prior, with_physics=cfg.use_physics)
-    dataset_sha = file_sha256(dataset_path)
+    dataset_sha = d.from_master(lambda: file_sha256(dataset_path))  # read the file once, not per rank
     fingerprint = cfg.fingerprint(dataset_sha)
     ckpts = CheckpointDir(workdir, cfg.keep_checkpoints)
     if d.is_master:
