@@ -16,6 +16,7 @@ min_version("9.0")
 # `python` of shell rules is the one running Snakemake (`.venv/bin/snakemake` works without
 # activating the venv; a conda env's bin still comes first under --sdm conda).
 PIFF_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, PIFF_SRC)  # the controller reads the package's constants (torch-free modules)
 os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (PIFF_SRC, os.environ.get("PYTHONPATH")) if p),
     PATH=os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", ""))),

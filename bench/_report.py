@@ -67,7 +67,9 @@ def write_section(name: str, title: str, body: str, command: str | None = None) 
     block = (f"<!-- bench:{name} -->\n## {title}\n\n"
              f"Machine: {machine_description()}. Revision {git_revision()}, {stamp}.\n"
              f"Command: `{command}`\n\n{body.strip()}\n<!-- /bench:{name} -->")
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n\nEvery number here comes from a script in `bench/`; rerun it to refresh its section.\n"
+    text = (BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists()
+            else "# Benchmarks\n\nEvery number here comes from a script in `bench/`; "
+                 "rerun it to refresh its section.\n")
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS_MD.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,8 @@ def main() -> None:
         command = f"python bench/main_job.py --cores {a.cores}"
     else:
         run, wall = a.from_run, a.wall_seconds
-        command = f"/usr/bin/time snakemake --cores {a.cores} (then python bench/main_job.py --from-run . --wall-seconds {wall:.0f})"
+        command = (f"/usr/bin/time snakemake --cores {a.cores} "
+                   f"(then python bench/main_job.py --from-run . --wall-seconds {wall:.0f})")
     stages = stage_seconds(run)
     summary = (run / "results" / "summary.md").read_text()
     table = summary.split("## Storm group: all", 1)[1].split("## ", 1)[0].strip()

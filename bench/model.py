@@ -28,7 +28,7 @@ def synthetic_batch(b: int, size: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     elevation = 10 + 3 * torch.randn(b, 1, size, size, generator=g)
     depth = torch.relu(torch.randn(b, 1, size, size, generator=g)) * 0.3
-    return dict(depth=depth, depth_prev=0.9 * depth, elevation=elevation, spm=0.8 * depth,
+    return dict(depth=depth, depth_prev=0.9 * depth, elevation=elevation, prior=0.8 * depth,
                 rain_window=30 * torch.rand(b, 24, generator=g), flux_x=torch.zeros(b, 1, size, size + 1),
                 flux_y=torch.zeros(b, 1, size + 1, size), loss=torch.zeros_like(depth),
                 rain_mm_per_h=torch.full((b,), 30.0), dx=torch.full((b,), 20.0), hour=torch.full((b,), 5))
@@ -52,7 +52,7 @@ def train_step_per_sample(model, size: int, batch_size: int, repeats: int) -> fl
 def sampling_latency(model, nfe: int, repeats: int, size: int = 256) -> float:
     batch = synthetic_batch(1, size)
     norm = Normaliser.fit(batch["depth"], batch["elevation"])
-    return median_time(lambda: sample(model, Bridge("constant"), norm, batch["elevation"], batch["spm"],
+    return median_time(lambda: sample(model, Bridge("constant"), norm, batch["elevation"], batch["prior"],
                                       batch["rain_window"], nfe=nfe, method="euler"), repeats)
 
 
@@ -70,7 +70,8 @@ def main(argv=None) -> None:
     rows = []
     for size, bs in ((64, 2 if args.quick else 8), (256, 1 if args.quick else 2)):
         s = train_step_per_sample(tiny, size, bs, repeats)
-        rows.append(f"| tiny | forward + backward (training_loss, physics on), batch {bs} | {size}x{size} | {s * 1e3:.0f} ms / sample |")
+        rows.append(f"| tiny | forward + backward (training_loss, physics on), batch {bs} | {size}x{size} | "
+                    f"{s * 1e3:.0f} ms / sample |")
         print(rows[-1], flush=True)
     for nfe in (1, 5, 10):
         s = sampling_latency(tiny, nfe, repeats)

@@ -26,15 +26,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median_time as _median_time, write_section  # noqa: E402
+from _report import median_time as _median_time  # noqa: E402
+from _report import write_section
 
 from piff.hydro.solver import simulate  # noqa: E402
 from piff.hydro.storms import hyetograph  # noqa: E402
 from piff.hydro.terrain import synthetic_lowland  # noqa: E402
 from piff.inference import predict as P  # noqa: E402
 from piff.model import Normaliser  # noqa: E402
-from piff.training.config import TrainConfig  # noqa: E402
-from piff.training.objective import Objective, TrainedModel  # noqa: E402
+from piff.model.trained import TrainedModel
+from piff.training.config import ExperimentConfig  # noqa: E402
+from piff.training.objective import Objective  # noqa: E402
 
 DX = 20.0
 TRAIN_GRID = (64, 64)
@@ -42,7 +44,7 @@ TRAIN_GRID = (64, 64)
 
 def untrained_model(preset: str) -> TrainedModel:
     """A TrainedModel with random weights and plausible normalisation (lowland, metres)."""
-    cfg = TrainConfig(model=preset)
+    cfg = ExperimentConfig(model=preset)
     norm = Normaliser(elevation_mean=2.0, elevation_std=1.0, depth_scale=0.5)
     obj = Objective(cfg, normaliser_state=norm.state_dict())
     obj.model.eval()
@@ -114,7 +116,8 @@ def main(argv=None) -> None:
             "| what | wall time | per map |\n|---|---|---|\n" + "\n".join(rows)
             + f"\n\nSpeed-up, solver time for the 24-h event / model time for one map (the issue's measure; "
               f"target >= 100x on a CPU): {per_map}. For all 24 maps of the event: {speedups}.")
-    write_section(f"predict-{args.preset}", f"Operational prediction ({args.preset} preset): latency vs the solver", body)
+    write_section(f"predict-{args.preset}", f"Operational prediction ({args.preset} preset): latency vs the solver",
+                  body)
 
 
 if __name__ == "__main__":

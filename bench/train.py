@@ -5,7 +5,7 @@ same global batch, i.e. the cost of gradient synchronisation.
 
 Builds a small real dataset with the solver (one synthetic DEM, a few storms), then trains it
 with ``torchrun --standalone --nproc-per-node=N -m piff.training`` for each N and reads the
-per-step throughput from the training log (median after warm-up).
+per-step wall times the run writes (``timing.json``; median after warm-up).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,20 +21,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _report import write_section  # noqa: E402
 
-RATE = re.compile(r"step (\d+)/\d+ loss \S+ lr \S+ ([\d.]+) samples/s")
+from piff.data.preprocess import SMOKE_DATASET, build_dataset_in  # noqa: E402
+from piff.training.train import TIMING_FILE  # noqa: E402
 
 
 def build_dataset(folder: Path, size: int) -> Path:
-    from conftest import TRAIN_DATASET, build_dataset as build
-
-    cfg = json.loads(json.dumps(TRAIN_DATASET))
+    cfg = json.loads(json.dumps(SMOKE_DATASET))
     cfg["terrain"].update(count=2, size=size)  # 2 DEMs x 3 training storms x 8 hours = 48 maps
     cfg["storms"].update(shapes=["uniform", "scs_type2", "huff_q1"], totals_mm=[60.0, 150.0], hours=8)
     cfg["split"] = {"test_totals_mm": [150.0]}
-    return build(folder, cfg, name="bench")
+    return build_dataset_in(folder, cfg, name="bench")
 
 
 def throughput(dataset: Path, work: Path, preset: str, nproc: int, steps: int, batch: int) -> float:
@@ -47,8 +44,9 @@ def throughput(dataset: Path, work: Path, preset: str, nproc: int, steps: int, b
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
-    rates = [float(r) for s, r in RATE.findall(proc.stderr) if int(s) > max(3, steps // 4)]
-    return float(np.median(rates))
+    timing = json.loads((work / TIMING_FILE).read_text())
+    seconds = timing["step_seconds"][max(3, steps // 4):]  # after warm-up
+    return batch / float(np.median(seconds))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
     with SlurmCluster() as cluster:          # munged, slurmctld, slurmd; waits for an idle node
         subprocess.run(["sbatch", "--wrap", "hostname"], env=cluster.env())
 
-What it sets up (see /work/shared/reference/workflow-notes.md, "SLURM executor plugin"):
+What it sets up (docs/cluster.md, "How this is tested"):
 no systemd, no cgroups (ProctrackType=proctrack/linuxproc, TaskPlugin=task/none), no slurmdbd
 (AccountingStorageType=accounting_storage/none: `sacct` does not work, use `squeue`, kept
 informative by MinJobAge=600), the node line from `slurmd -C` with RealMemory lowered ~10 %,
@@ -52,11 +52,13 @@ def ensure_slurm_installed(timeout: float = 900) -> str | None:
     if all(shutil.which(t, path=_sbin_path()) for t in ("slurmctld", "slurmd", "sbatch", "munged", "mungekey")):
         return None
     if os.geteuid() != 0:
-        return "Slurm is not installed and installing it needs root (apt-get install munge slurmctld slurmd slurm-client)"
+        return ("Slurm is not installed and installing it needs root "
+                "(apt-get install munge slurmctld slurmd slurm-client)")
     if not shutil.which("apt-get"):
         return "Slurm is not installed and this machine has no apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         if proc.returncode != 0:
             return f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}"
@@ -100,7 +102,7 @@ class SlurmCluster:
         self._wrote_conf = False
 
     # context manager: stop() also runs when start() or the body fails
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         try:
             self.start()
         except BaseException:
@@ -149,7 +151,8 @@ class SlurmCluster:
                 return
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"another test session holds {LOCK_FILE} (a Slurm test cluster is running)")
+                    raise TimeoutError(
+                        f"another test session holds {LOCK_FILE} (a Slurm test cluster is running)") from None
                 time.sleep(2)
 
     def _munge_works(self) -> bool:

@@ -8,7 +8,6 @@ import torch
 from piff.model.bridge import NOISE_MODES, SAMPLERS, Bridge
 
 
-
 def _pair(seed=0, shape=(3, 1, 4, 5)):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g), torch.randn(shape, generator=g), torch.randn(shape, generator=g)

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from workflow_utils import TINY_DATASET, snakemake, write_config
 
 from piff.cli import main as piff_main
 from piff.data import format as fmt
+from piff.data.format import file_sha256
 from piff.errors import PiffInputError
 from piff.evaluation import evaluate, evaluate_files, write_summary
 from piff.evaluation.figures import make_figures, pick_cases
-from piff.training.checkpoint import file_sha256
-from workflow_utils import TINY_DATASET, snakemake, write_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +61,8 @@ def test_perfect_prediction_scores_perfectly(truth):
     hours = truth["time"].values[1:]
     n_test = len(fmt.storm_ids_in_split(truth, "test"))
     # one row per (nfe, group, hour): groups "all" + the test storms' groups, hours "all" + 1..T
-    groups = ["all"] + sorted(set(truth["storm_group"].sel(storm=fmt.storm_ids_in_split(truth, "test")).values.astype(str)))
+    groups = ["all"] + sorted(set(
+        truth["storm_group"].sel(storm=fmt.storm_ids_in_split(truth, "test")).values.astype(str)))
     assert sorted(table["group"].unique()) == sorted(groups)
     assert list(table[table["group"] == "all"]["hour"]) == ["all"] + [str(h) for h in hours]
     row = overall(table)

@@ -87,3 +87,36 @@ def test_valid_mask_excludes_cells(truth):
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         M.mae(np.zeros((3, 3)), np.zeros((3, 4)))
+
+
+def test_pooled_scores_are_scores_over_all_cells_together():
+    """Pooling two maps equals scoring their cells as one map; per-map NSE of a nearly dry map
+    does not drag the pooled NSE down."""
+    from piff.hydro.metrics import nse, pooled_scores, pooled_sums
+
+    rng = np.random.default_rng(0)
+    y = np.stack([rng.gamma(2.0, 0.2, (8, 8)), np.full((8, 8), 0.001)])
+    y[1, 0, 0] = 0.002  # nearly dry: tiny variance
+    p = y + rng.normal(0, 0.01, y.shape)
+    sums = pooled_sums(p, y, thresholds=(0.1,))
+    total = {k: v.sum() for k, v in sums.items()}
+    scores = pooled_scores(total, thresholds=(0.1,))
+    one_map = (p.transpose(1, 0, 2).reshape(8, 16), y.transpose(1, 0, 2).reshape(8, 16))
+    assert scores["nse_pooled"] == pytest.approx(nse(*one_map), rel=1e-12)
+    assert np.nanmean(nse(p, y)) < 0.0 < 0.95 < scores["nse_pooled"]
+    tp = np.sum((p >= 0.1) & (y >= 0.1))
+    assert scores["csi_pooled@0.1"] == pytest.approx(tp / np.sum((p >= 0.1) | (y >= 0.1)))
+
+
+def test_error_anatomy_by_depth_band_hand_computed():
+    from piff.hydro.metrics import pooled_scores, pooled_sums
+
+    y = np.array([[0.0, 0.0, 0.2, 0.6]])[None]  # two dry cells, one 0.1-0.3 m, one > 0.5 m
+    p = np.array([[0.02, 0.06, 0.1, 0.6]])[None]
+    s = pooled_scores({k: v.sum() for k, v in pooled_sums(p, y, thresholds=(0.1,)).items()}, thresholds=(0.1,))
+    assert s["mae[dry]"] == pytest.approx(0.04) and s["bias[dry]"] == pytest.approx(0.04)
+    assert s["mae[0.1-0.3]"] == pytest.approx(0.1) and s["bias[0.1-0.3]"] == pytest.approx(-0.1)
+    assert s["mae[>0.5]"] == pytest.approx(0.0) and np.isnan(s["mae[0.3-0.5]"])
+    assert s["share[dry]"] == pytest.approx(0.5)
+    assert s["false_wet_fraction"] == pytest.approx(0.25)  # the 6 cm on a dry cell
+    assert s["missed_wet_fraction"] == pytest.approx(0.0)

@@ -3,8 +3,17 @@
 import pytest
 import torch
 
-from piff.model import (EMA, Bridge, ModelConfig, Normaliser, build_model, predict, regression_loss, sample,
-                        training_loss)
+from piff.model import (
+    EMA,
+    Bridge,
+    ModelConfig,
+    Normaliser,
+    build_model,
+    regress,
+    regression_loss,
+    sample,
+    training_loss,
+)
 
 H = W = 64
 B = 2
@@ -27,7 +36,7 @@ def make_batch(b=B, h=H, w=W, dx=20.0, seed=0) -> dict:
     depth = depth_prev + inflow + rain.view(-1, 1, 1, 1) / 1000
     window = torch.rand(b, 24, generator=g) * 30
     window[:, -1] = rain
-    return dict(depth=depth, depth_prev=depth_prev, elevation=elevation, spm=0.8 * depth, rain_window=window,
+    return dict(depth=depth, depth_prev=depth_prev, elevation=elevation, prior=0.8 * depth, rain_window=window,
                 flux_x=flux_x, flux_y=flux_y, loss=torch.zeros_like(depth), rain_mm_per_h=rain,
                 dx=torch.full((b,), dx), hour=torch.full((b,), 5))
 
@@ -123,7 +132,7 @@ def test_sample_returns_non_negative_metres_with_exactly_nfe_network_calls():
     calls = {"net": 0, "rain": 0}
     model.net.register_forward_hook(lambda *_: calls.__setitem__("net", calls["net"] + 1))
     model.rain_encoder.register_forward_hook(lambda *_: calls.__setitem__("rain", calls["rain"] + 1))
-    args = (model, Bridge("constant"), norm, batch["elevation"], batch["spm"], batch["rain_window"])
+    args = (model, Bridge("constant"), norm, batch["elevation"], batch["prior"], batch["rain_window"])
     for nfe, method in ((1, "euler"), (3, "heun"), (4, "heun"), (5, "euler_maruyama")):
         calls.update(net=0, rain=0)
         out = sample(*args, nfe=nfe, method=method, generator=torch.Generator().manual_seed(0))
@@ -173,5 +182,5 @@ def test_regression_baseline_trains():
         opt.step()
         losses.append(logs["l1"].item())
     assert losses[-1] < 0.5 * losses[0]
-    out = predict(model, norm, batch["elevation"], batch["spm"], batch["rain_window"])
+    out = regress(model, norm, batch["elevation"], batch["prior"], batch["rain_window"])
     assert out.shape == (B, 1, 16, 16) and out.min() >= 0

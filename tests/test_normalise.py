@@ -32,7 +32,7 @@ def test_round_trips_numpy_and_torch():
     n = Normaliser.fit(torch.from_numpy(depth), torch.from_numpy(elevation))  # tensors are accepted too
     np.testing.assert_allclose(n.to_metres_depth(n.to_model_depth(depth)), depth, atol=1e-12)
     np.testing.assert_allclose(n.to_metres_elevation(n.to_model_elevation(elevation)), elevation, atol=1e-9)
-    np.testing.assert_allclose(n.to_metres_spm(n.to_model_spm(depth)), depth, atol=1e-12)
+    np.testing.assert_allclose(n.to_metres_prior(n.to_model_prior(depth)), depth, atol=1e-12)
     t = torch.from_numpy(depth).float()
     torch.testing.assert_close(n.to_metres_depth(n.to_model_depth(t)), t)
     assert n.to_model_depth(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]  # dry stays exactly dry
@@ -40,7 +40,7 @@ def test_round_trips_numpy_and_torch():
 
 def test_spm_uses_the_depth_transform():
     n = Normaliser.fit(*_training_arrays())
-    assert n.to_model_spm(0.7) == n.to_model_depth(0.7)
+    assert n.to_model_prior(0.7) == n.to_model_depth(0.7)
 
 
 def test_transform_is_differentiable():

@@ -41,7 +41,7 @@ def model_path(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(model_path):
-    from piff.training.objective import load_trained
+    from piff.model.trained import load_trained
 
     return load_trained(model_path)
 
@@ -259,7 +259,7 @@ def test_spm_prior_matches_the_training_dataset(tiny_dataset):
         rain = ds["rainfall"].sel(storm=storm).values[1:]
         boundary = str(ds["boundary"].values[dem])
     prior = P.prior_maps(terrain, rain, [hour], boundary=boundary)
-    np.testing.assert_allclose(prior[0], sample["spm"][0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(prior[0], sample["prior"][0].numpy(), atol=1e-6)
 
 
 def test_coarse_prior_shapes():

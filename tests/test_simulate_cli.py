@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 from piff import cli
+from piff.hydro.continuity import water_balance_residual_m
 
 
 def main(argv):
@@ -18,7 +19,8 @@ def main(argv):
 def inputs(tmp_path):
     n = 16
     y, x = np.mgrid[0:n, 0:n] / n
-    z = 1.5 * x + 0.5 * np.sin(3 * np.pi * x) * np.cos(2 * np.pi * y) - np.exp(-((x - 0.4) ** 2 + (y - 0.5) ** 2) / 0.02)
+    z = (1.5 * x + 0.5 * np.sin(3 * np.pi * x) * np.cos(2 * np.pi * y)
+         - np.exp(-((x - 0.4) ** 2 + (y - 0.5) ** 2) / 0.02))
     z[0, -1] = np.nan  # one nodata cell
     dem = tmp_path / "dem.npy"
     np.save(dem, z.astype(np.float32))
@@ -28,13 +30,10 @@ def inputs(tmp_path):
 
 
 def _continuity_residual(ds):
-    """The identity of docs/architecture.md evaluated on the file's variables (metres)."""
-    d = ds.depth.values.astype(np.float64)
-    fx, fy = ds.flux_x.values.astype(np.float64), ds.flux_y.values.astype(np.float64)
-    dx = ds.attrs["dx_m"]
-    inflow = (fx[1:, :, :-1] - fx[1:, :, 1:] + fy[1:, :-1, :] - fy[1:, 1:, :]) / dx
-    rain = ds.rainfall.values[1:, None, None] / 1000.0
-    res = d[1:] - d[:-1] - inflow - rain + ds.loss.values[1:]
+    """The identity of docs/architecture.md evaluated on the file's variables (metres), 0 at nodata."""
+    d, fx, fy = (ds[v].values.astype(np.float64) for v in ("depth", "flux_x", "flux_y"))
+    res = water_balance_residual_m(d[1:], d[:-1], fx[1:], fy[1:], ds.rainfall.values[1:], ds.attrs["dx_m"],
+                                   ds.loss.values[1:])
     return np.where(np.isnan(ds.elevation.values), 0.0, res)
 
 
@@ -45,7 +44,7 @@ def test_simulate_writes_cf_netcdf(inputs, tmp_path, capsys):
                "--out", str(out)])
     assert rc == 0
     line = capsys.readouterr().out.strip()
-    assert "\n" not in line and "peak depth" in line and "mass residual" in line
+    assert "\n" not in line and "peak depth" in line and "mass residual" in line and "1 nodata cells (NaN)" in line
     with xr.open_dataset(out) as ds:
         assert ds.attrs["Conventions"] == "CF-1.10"
         assert "piff simulate" in ds.attrs["history"] and ds.attrs["piff_version"]
@@ -57,7 +56,11 @@ def test_simulate_writes_cf_netcdf(inputs, tmp_path, capsys):
         np.testing.assert_allclose(np.diff(ds.x.values), 20.0)
         assert np.all(np.diff(ds.y.values) < 0)  # north-up: y decreases with the row
         np.testing.assert_allclose(ds.rainfall.values, [0, 40, 120, 0])
-        assert np.isnan(ds.elevation.values[0, -1]) and ds.depth.values[:, 0, -1].max() == 0
+        # the nodata cell is NaN in every map (not a dry 0), and only there
+        for name in ("elevation", "depth", "vx", "vy", "loss"):
+            nan = np.isnan(ds[name].values).reshape(-1, 16, 16)
+            assert nan[:, 0, -1].all() and nan.sum() == nan.shape[0], name
+        assert ds.attrs["nodata_cells"] == 1
         assert abs(ds.attrs["mass_balance_relative_residual"]) < 1e-9
         assert ds.attrs["mass_balance_boundary_outflow_m3"] > 0
         assert ds.attrs["solver_boundaries"].startswith("left=sea:0")

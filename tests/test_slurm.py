@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import SlurmCluster, ensure_slurm_installed, ensure_slurm_plugin
+from workflow_utils import REPO, SNAKEFILE, TINY_DATASET, write_config
 
 from piff.training import launch
 from piff.training.launch import LaunchError, build_command, first_host, slurm_port
-from slurm_cluster import SlurmCluster, ensure_slurm_installed, ensure_slurm_plugin
-from workflow_utils import REPO, SNAKEFILE, TINY_DATASET, write_config
 
 PROFILE = REPO / "profiles" / "slurm"
 SNAKEMAKE_TIMEOUT = 420  # seconds; snakemake runs under `timeout -s INT` so it never hangs a test
@@ -197,7 +197,7 @@ rule rdzv:
     output: rdzv="rdzv.json", job="job.json"
     resources: mpi="srun", tasks=2, mem_mb=1000, runtime=5
     shell: "python -c 'import json, os; from piff.training.launch import slurm_job_from_env; print(json.dumps(vars(slurm_job_from_env(dict(os.environ)))))' > {{output.job}} && {rdzv_cmd}"
-"""
+"""  # noqa: E501
 
 
 @pytest.mark.slow
@@ -214,7 +214,8 @@ def test_srun_ranks_and_the_multi_node_launcher_form_one_process_group(tmp_path,
     proc = _snakemake(tmp_path, "--profile", str(PROFILE), *_slurm_overrides(cluster), snakefile=snakefile,
                       timeout=300, env={**cluster.env(), **_env()})
     text = proc.stdout + proc.stderr
-    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in (tmp_path / ".snakemake").rglob("slurm_logs/**/*.log"))
+    logs = "\n".join(p.read_text(errors="replace")[-3000:]
+                     for p in (tmp_path / ".snakemake").rglob("slurm_logs/**/*.log"))
     assert proc.returncode == 0, f"{text[-5000:]}\n{logs}\n{cluster.logs()}"
 
     for name, launcher in (("srun.json", "slurm"), ("rdzv.json", "torchrun")):

@@ -20,7 +20,6 @@ from piff.hydro.boundary import BoundarySpec, EdgeCondition, outlet_mask, parse_
 from piff.hydro.solver import continuity_residual, simulate
 
 
-
 def lowland(n=32, dx=20.0, seed=0):
     """Smooth synthetic lowland (m): gentle tilt towards x = 0, undulations and two ponds."""
     y, x = np.mgrid[0:n, 0:n] / n

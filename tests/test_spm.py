@@ -12,8 +12,7 @@ import xarray as xr
 
 from piff.cli import main
 from piff.hydro.boundary import outlet_mask
-from piff.hydro.spm import (SPM_BINS_MM, FillAndSpill, coarse_dynamic_prior, downscale_depth, spm_bin,
-                            spm_bin_index)
+from piff.hydro.spm import SPM_BINS_MM, FillAndSpill, coarse_dynamic_prior, downscale_depth, spm_bin, spm_bin_index
 from piff.hydro.terrain import synthetic_lowland, write_dem
 
 

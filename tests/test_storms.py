@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from piff.errors import PiffInputError
-from piff.hydro.storms import (SHAPES, STORM_GROUPS, Storm, cap_intensity, hyetograph, read_hyetograph,
-                               read_rainfall, read_scenario_csv, scenario_grid, write_scenario_csv)
+from piff.hydro.storms import (
+    SHAPES,
+    STORM_GROUPS,
+    Storm,
+    cap_intensity,
+    hyetograph,
+    read_hyetograph,
+    read_rainfall,
+    read_scenario_csv,
+    scenario_grid,
+    write_scenario_csv,
+)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -56,14 +56,14 @@ def test_size_not_divisible_is_a_clear_error():
         model(x, t, z, s, rain)
 
 
-def test_without_spm():
-    model = build_model(ModelConfig.from_preset("tiny", use_spm=False))
+def test_without_prior():
+    model = build_model(ModelConfig.from_preset("tiny", use_prior=False))
     assert model.net.conv_in.in_channels == 2
     (x, z, s), t, rain = _inputs(1, 16, 16)
     assert model(x, t, z, None, rain).shape == (1, 1, 16, 16)
-    with pytest.raises(ValueError, match="use_spm=False"):
+    with pytest.raises(ValueError, match="use_prior=False"):
         model(x, t, z, s, rain)
-    with pytest.raises(ValueError, match="needs an SPM"):
+    with pytest.raises(ValueError, match="needs a prior map"):
         build_model(ModelConfig.from_preset("tiny"))(x, t, z, None, rain)
 
 

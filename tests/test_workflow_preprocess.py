@@ -6,11 +6,11 @@ import copy
 
 import numpy as np
 import pytest
+from workflow_utils import REPO, TINY_DATASET, jobs_run, snakemake, write_config
 
 from piff.data import format as fmt
 from piff.data.preprocess import continuity_residual
 from piff.data.torch_dataset import FloodMapDataset
-from workflow_utils import REPO, TINY_DATASET, jobs_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

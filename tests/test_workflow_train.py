@@ -11,9 +11,9 @@ import time
 
 import pytest
 import torch
+from workflow_utils import SNAKEFILE, TINY_DATASET, jobs_run, snakemake, write_config
 
 from piff.training.checkpoint import load_checkpoint
-from workflow_utils import SNAKEFILE, TINY_DATASET, jobs_run, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 

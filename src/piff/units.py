@@ -8,6 +8,7 @@ unit-width face discharge).
 GRAVITY = 9.81  # m s-2
 SECONDS_PER_HOUR = 3600.0
 MM_PER_M = 1000.0
+M2_PER_KM2 = 1.0e6
 # 1 mm/h expressed in m/s (= 2.7778e-7)
 MM_PER_H_TO_M_PER_S = 1.0 / (MM_PER_M * SECONDS_PER_HOUR)
 

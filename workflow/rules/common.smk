@@ -4,17 +4,26 @@ import re
 
 from snakemake.utils import validate
 
+from piff.choices import TRAINED_KINDS
+from piff.errors import PiffInputError
+from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
+
 validate(config, "../schemas/config.schema.yaml")
 
 
 def _check_config_references():
-    """Cross-references the JSON schema cannot express; fail before any job runs."""
+    """What the JSON schema cannot express, checked before any job runs: cross-references, and
+    each experiment's choices and their combination by the package's own check."""
     for name, exp in config["experiments"].items():
         if exp["dataset"] not in config["datasets"]:
             raise ValueError(
                 f"config: experiments.{name}.dataset = {exp['dataset']!r} is not a configured dataset "
                 f"(datasets: {', '.join(sorted(config['datasets']))})"
             )
+        try:
+            ExperimentConfig.from_dict(exp, source=f"config: experiments.{name}")
+        except PiffInputError as err:
+            raise ValueError(str(err)) from None
 
 
 _check_config_references()
@@ -116,12 +125,10 @@ def experiment_dataset(wildcards):
     return dataset_file(config["experiments"][wildcards.experiment]["dataset"])
 
 
-# Options that change how a run is watched, not the weights it produces. They must not sit in
-# tracked params (a change would retrain a finished model), so they are passed through a params
-# function that takes `resources`, which Snakemake does not track.
-RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe", "sampler", "members",
-                 "nodes", "eval_hours", "sample_batch_size")
-TRAINED_TYPES = ("piff", "regression")
+# RUN_ONLY_KEYS (piff.training.config): options that change how a run is watched, not the
+# weights it produces. They must not sit in tracked params (a change would retrain a finished
+# model), so they are passed through a params function that takes `resources`, which Snakemake
+# does not track.
 
 
 def training_hparams(wildcards):
@@ -141,7 +148,7 @@ def sample_inputs(wildcards):
     """The dataset, plus the trained model for the kinds that have one (baselines train nothing)."""
     exp = config["experiments"][wildcards.experiment]
     inputs = {"dataset": dataset_file(exp["dataset"])}
-    if exp["type"] in TRAINED_TYPES:
+    if exp["type"] in TRAINED_KINDS:
         inputs["model"] = f"results/{wildcards.experiment}/model.pt"
     return inputs
 

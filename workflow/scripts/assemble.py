@@ -2,6 +2,7 @@
 import json
 
 from piff import logs
+from piff.atomic import check_outputs
 from piff.data import format as fmt
 from piff.data import preprocess
 
@@ -11,6 +12,7 @@ def per_dem(files, n_chunks):
 
 
 with logs.to_file(snakemake.log[0]):
+    check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     n = snakemake.params.n_chunks
     ds = preprocess.assemble(snakemake.input.dems, snakemake.input.storms, per_dem(snakemake.input.sims, n),
                              snakemake.input.spm, per_dem(snakemake.input.priors, n),

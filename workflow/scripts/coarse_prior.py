@@ -4,10 +4,12 @@ import json
 import torch
 
 from piff import logs
+from piff.atomic import check_outputs
 from piff.data import format as fmt
 from piff.data import preprocess
 
 with logs.to_file(snakemake.log[0]):
+    check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     torch.set_num_threads(snakemake.threads)
     ds = preprocess.coarse_prior_chunk(snakemake.input.dem, snakemake.input.storms, int(snakemake.wildcards.chunk),
                                        json.loads(snakemake.params.cfg))

@@ -2,8 +2,10 @@
 import json
 
 from piff import logs
+from piff.atomic import check_outputs
 from piff.data import format as fmt
 from piff.data import preprocess
 
 with logs.to_file(snakemake.log[0]):
+    check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     fmt.write_netcdf(preprocess.build_spm(snakemake.input.dem, json.loads(snakemake.params.cfg)), snakemake.output[0])

@@ -19,9 +19,12 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from piff import logs
+    from piff.atomic import check_output
     from piff.evaluation.evaluate import evaluate_files
 
     logs.setup()
+    for option, out, suffixes in (("--out-csv", args.out_csv, (".csv",)), ("--out-json", args.out_json, (".json",))):
+        check_output(out, inputs=(args.samples, args.dataset), suffixes=suffixes, option=option)
     table = evaluate_files(args.samples, args.dataset, args.out_csv, args.out_json)
     overall = table[(table["group"] == "all") & (table["hour"] == "all")]
     for _, r in overall.iterrows():

@@ -29,9 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from piff.atomic import check_output
+    from piff.cf import NETCDF_SUFFIXES
     from piff.data import format as fmt
     from piff.data.png_import import import_png_folder
 
+    check_output(args.out, inputs=(args.src,), suffixes=NETCDF_SUFFIXES, create_folder=True)
     ds = import_png_folder(args.src, depth_full_scale_m=args.depth_full_scale, dx=args.dx,
                            test_ids=parse_ids("--test-ids", args.test_ids),
                            val_ids=parse_ids("--val-ids", args.val_ids),
@@ -53,7 +56,8 @@ def summary(ds, path) -> str:
     labels = ds["split"].values.astype(str).tolist()
     counts = ", ".join(f"{s} {labels.count(s)}" for s in ("train", "val", "test"))
     extras = [v for v in ("vx", "vy") if v in ds]
-    return (f"wrote {path}: {ds.sizes['dem']} DEM(s), {ds.sizes['storm']} storms ({counts}), hours 0..{ds.sizes['time'] - 1}, "
+    return (f"wrote {path}: {ds.sizes['dem']} DEM(s), {ds.sizes['storm']} storms ({counts}), "
+            f"hours 0..{ds.sizes['time'] - 1}, "
             f"{ds.sizes['y']}x{ds.sizes['x']} cells of {ds.attrs['cell_size_m']:g} m, "
             f"depth step {ds.attrs['quantisation_step_m'] * 100:.2g} cm, SPM {ds.attrs['spm_source'].split(' ')[0]}"
             + (f", with {'/'.join(extras)}" if extras else ""))

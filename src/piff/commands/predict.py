@@ -14,16 +14,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from piff.atomic import check_output
+from piff.cf import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
+from piff.choices import SAMPLERS
+from piff.commands import positive_float, positive_int, torch_device
 from piff.errors import PiffInputError
-
-TIF_SUFFIXES = (".tif", ".tiff")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL.pt", help="trained model (piff train's model.pt)")
     parser.add_argument("--dem", required=True, metavar="FILE",
                         help="DEM in a projected CRS (GeoTIFF, netCDF or .npy); nodata cells stay nodata")
-    parser.add_argument("--dx", type=float, default=None, metavar="M",
+    parser.add_argument("--dx", type=positive_float, default=None, metavar="M",
                         help="cell size in metres, for DEM files that carry none (.npy)")
     parser.add_argument("--rain", required=True, metavar="CSV",
                         help="hourly forecast: hour,mm_per_h csv or a PIFF scenario csv (time + inflow_<id>)")
@@ -32,14 +34,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--hours", default=None, metavar="LIST",
                         help="hours to predict, e.g. 1-24 or 6,12,18 (default: every hour of the forecast)")
     parser.add_argument("--nfe", type=int, default=10, metavar="N", help="network evaluations per map (default 10)")
-    parser.add_argument("--sampler", default=None, choices=("euler", "heun", "euler_maruyama"),
+    parser.add_argument("--sampler", default=None, choices=SAMPLERS,
                         help="default: the sampler the model was configured with")
     parser.add_argument("--members", type=int, default=16, metavar="N",
                         help="ensemble members with the stochastic sampler euler_maruyama (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
-    parser.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=torch_device, default="auto",
+                        help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="maps per network call (default 8)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--boundary", default=None, metavar="SPEC",
                         help='edges where water leaves, for the prior, e.g. "left=sea:0.0" '
                              "(default: free outflow on every edge)")
@@ -62,15 +65,16 @@ def run(args) -> int:
     import numpy as np
     import torch
 
+    from piff.data.outputs import write_prediction_geotiff, write_prediction_netcdf
     from piff.hydro.boundary import parse_boundaries
     from piff.hydro.storms import read_rainfall
-    from piff.hydro.terrain import read_dem
+    from piff.hydro.terrain import read_dem, resample_terrain
     from piff.inference import predict as P
-    from piff.training.objective import load_trained
+    from piff.model.trained import load_trained, resolve_device
 
     t0 = time.perf_counter()
     out = Path(args.out)
-    geotiff = out.suffix.lower() in TIF_SUFFIXES
+    geotiff = out.suffix.lower() in GEOTIFF_SUFFIXES
     _check_options(args, out)
     boundary = args.boundary if args.boundary is not None else P.DEFAULT_BOUNDARY
     parse_boundaries(boundary)  # a bad spec fails before the slow steps
@@ -86,10 +90,10 @@ def run(args) -> int:
     if geotiff and len(hours) != 1:
         raise PiffInputError(out, f"a GeoTIFF holds one map; {len(hours)} hours were requested "
                                   "(use --hours H, or a .nc output)")
-    trained = load_trained(args.model, device=P.resolve_device(args.device))
+    trained = load_trained(args.model, device=resolve_device(args.device))
     native_dx = terrain.dx
     if args.resample and not np.isclose(terrain.dx, trained.cell_size_m, rtol=P.CELL_SIZE_RTOL):
-        terrain = P.resample_terrain(terrain, trained.cell_size_m)
+        terrain = resample_terrain(terrain, trained.cell_size_m)
         print(f"resampled {args.dem} from {native_dx:g} m to {terrain.dx:g} m cells "
               f"({terrain.shape[0]}x{terrain.shape[1]}); the maps are on this grid")
     P.check_cell_size(trained.cell_size_m, terrain, args.dem)
@@ -97,7 +101,7 @@ def run(args) -> int:
     offset = 0.0
     if args.match_elevation:
         offset = trained.normaliser.elevation_mean - float(np.nanmean(terrain.elevation))
-    sampler = args.sampler or trained.meta["train_config"].get("sampler", "euler")
+    sampler = args.sampler or trained.experiment.get("sampler", "euler")
     ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, coarse_factor=args.coarse_factor, elevation_offset_m=offset,
@@ -106,9 +110,9 @@ def run(args) -> int:
                      "scenario": "" if args.scenario is None else str(args.scenario),
                      "resampled": int(terrain.dx != native_dx)})
     if geotiff:
-        P.write_geotiff(ds, terrain, out)
+        write_prediction_geotiff(ds, terrain, out)
     else:
-        P.write_netcdf(ds, out)
+        write_prediction_netcdf(ds, out)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0  # the whole command, files included
     print(f"{out}: {P.summary(ds)}")
     return 0
@@ -116,10 +120,7 @@ def run(args) -> int:
 
 def _check_options(args, out: Path) -> None:
     """Option checks that need no file."""
-    if not out.parent.is_dir():
-        raise PiffInputError("--out", f"directory {str(out.parent)!r} does not exist")
-    if out.suffix.lower() not in TIF_SUFFIXES + (".nc", ".nc4"):
-        raise PiffInputError("--out", f"unknown output format {out.suffix!r}: use .nc or .tif")
+    check_output(out, inputs=(args.model, args.dem, args.rain), suffixes=NETCDF_SUFFIXES + GEOTIFF_SUFFIXES)
     for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1),
                                ("--batch-size", args.batch_size, 1), ("--coarse-factor", args.coarse_factor, 1)):
         if value < low:

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 
-from piff.data.format import write_netcdf
+from piff.atomic import check_output
+from piff.cf import NETCDF_SUFFIXES
+from piff.commands import positive_float
 from piff.errors import PiffInputError
-
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--dem", required=True, metavar="FILE", help="DEM raster (GeoTIFF, netCDF or .npy)")
-    parser.add_argument("--dx", type=float, default=None, metavar="M",
+    parser.add_argument("--dx", type=positive_float, default=None, metavar="M",
                         help="cell size in metres (required when the DEM file carries none, e.g. .npy)")
     parser.add_argument("--boundary", default="", metavar="SPEC",
                         help='edge conditions, e.g. "left=sea:0.0,right=free": water leaves through sea and free '
@@ -48,13 +48,12 @@ def parse_bins(text: str) -> np.ndarray:
 
 
 def run(args) -> int:
+    from piff.data.outputs import write_spm_netcdf
     from piff.hydro.boundary import parse_boundaries
     from piff.hydro.spm import FillAndSpill
     from piff.hydro.terrain import read_dem
 
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise PiffInputError("--out", f"directory {str(out.parent)!r} does not exist")
+    out = check_output(args.out, inputs=(args.dem,), suffixes=NETCDF_SUFFIXES)
     spec = parse_boundaries(args.boundary)  # fail on bad options before reading anything
     bins = parse_bins(args.bins)
     terrain = read_dem(args.dem, dx=args.dx)
@@ -70,33 +69,3 @@ def run(args) -> int:
     print(f"{out}: {len(bins)} maps ({bins[0]:g}-{bins[-1]:g} mm), {fs.n_depressions} depressions, "
           f"max depth {float(table.max()):.3f} m, built in {seconds:.2f} s")
     return 0
-
-
-def write_spm_netcdf(path, table: np.ndarray, bins_mm: np.ndarray, terrain, attrs: dict | None = None) -> Path:
-    """Write ``spm(rain_bin, y, x)`` [m] with the elevation as CF-1.10 netCDF (tmp + os.replace)."""
-    import xarray as xr
-
-    from piff import __version__
-
-    ny, nx = terrain.shape
-    a, _, c, _, e, f = terrain.geotransform()
-    x = c + (np.arange(nx) + 0.5) * a
-    y = f + (np.arange(ny) + 0.5) * e
-    gm = {"grid_mapping": "crs"} if terrain.crs else {}
-    ds = xr.Dataset(
-        {"spm": (("rain_bin", "y", "x"), table.astype(np.float32),
-                 {"long_name": "SPM fill-and-spill water depth for a cumulative rainfall", "units": "m", **gm}),
-         "elevation": (("y", "x"), terrain.elevation.astype(np.float32),
-                       {"long_name": "bed elevation", "units": "m", "standard_name": "surface_altitude", **gm})},
-        coords={"rain_bin": ("rain_bin", np.asarray(bins_mm, np.float32),
-                             {"long_name": "cumulative rainfall of the 24-h window (bin upper edge)", "units": "mm"}),
-                "y": ("y", y, {"long_name": "cell-centre y", "units": "m", "axis": "Y",
-                               "standard_name": "projection_y_coordinate"}),
-                "x": ("x", x, {"long_name": "cell-centre x", "units": "m", "axis": "X",
-                               "standard_name": "projection_x_coordinate"})},
-        attrs={"Conventions": "CF-1.10", "title": "piff SPM fill-and-spill prior table", "institution": "piff",
-               "source": f"piff {__version__} hydro.spm.FillAndSpill", "piff_version": __version__,
-               "cell_size_m": float(terrain.dx), **(attrs or {})})
-    if terrain.crs:
-        ds["crs"] = ((), np.int32(0), {"crs_wkt": str(terrain.crs), "spatial_ref": str(terrain.crs)})
-    return write_netcdf(ds, path, nan_fill=("elevation",))

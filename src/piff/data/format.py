@@ -3,7 +3,8 @@
 This module is the single source of truth for variable names, dimensions, units and the
 on-disk encoding. Writers (the preprocessing workflow, the PIFF PNG importer) build an
 ``xarray.Dataset`` with :func:`new_dataset` / :func:`add_variable` and save it with
-:func:`write_netcdf`; readers call :func:`open_dataset`, which checks the layout and raises
+:func:`write_netcdf` (the CF layout and the atomic write of :mod:`piff.cf`); readers call
+:func:`open_dataset`, which checks the layout and raises
 :class:`~piff.errors.PiffInputError` naming the file and the problem.
 See ``docs/data.md`` for the human description.
 """
@@ -20,26 +21,33 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from piff import __version__
-from piff.atomic import atomic_path
+from piff import __version__, cf
+from piff.cf import CONVENTIONS, write_netcdf  # noqa: F401  (re-exported: the dataset writer)
 from piff.errors import PiffInputError
 
 FORMAT_VERSION = "1"
-CONVENTIONS = "CF-1.10"
 
 # name -> (dims, units, long_name, standard_name or None)
 VARIABLES = {
     "elevation": (("dem", "y", "x"), "m", "bed elevation", "surface_altitude"),
     "nodata": (("dem", "y", "x"), "1", "cell outside the DEM (1) or valid (0)", None),
-    "rainfall": (("storm", "time"), "mm h-1", "rainfall intensity during the hour ending at time", "rainfall_rate"),
+    "rainfall": (("storm", "time"), "mm h-1", "rainfall intensity during the hour ending at time",
+                 "rainfall_rate"),
     "depth": (("dem", "storm", "time", "y", "x"), "m", "water depth above the bed", None),
-    "vx": (("dem", "storm", "time", "y", "x"), "m s-1", "hour-mean x velocity (towards +x) during the hour ending at time", None),
-    "vy": (("dem", "storm", "time", "y", "x"), "m s-1", "hour-mean y velocity (towards +row, southwards) during the hour ending at time", None),
-    "flux_x": (("dem", "storm", "time", "y", "x_face"), "m2", "hour-integrated unit-width discharge through x faces (towards +x) during the hour ending at time", None),
-    "flux_y": (("dem", "storm", "time", "y_face", "x"), "m2", "hour-integrated unit-width discharge through y faces (towards +row) during the hour ending at time", None),
+    "vx": (("dem", "storm", "time", "y", "x"), "m s-1",
+           "hour-mean x velocity (towards +x) during the hour ending at time", None),
+    "vy": (("dem", "storm", "time", "y", "x"), "m s-1",
+           "hour-mean y velocity (towards +row, southwards) during the hour ending at time", None),
+    "flux_x": (("dem", "storm", "time", "y", "x_face"), "m2",
+               "hour-integrated unit-width discharge through x faces (towards +x) "
+               "during the hour ending at time", None),
+    "flux_y": (("dem", "storm", "time", "y_face", "x"), "m2",
+               "hour-integrated unit-width discharge through y faces (towards +row) "
+               "during the hour ending at time", None),
     "loss": (("dem", "storm", "time", "y", "x"), "m", "infiltration loss during the hour ending at time", None),
     "spm": (("dem", "rain_bin", "y", "x"), "m", "SPM fill-and-spill water depth for a cumulative rainfall", None),
-    "prior_coarse": (("dem", "storm", "time", "y", "x"), "m", "coarse dynamic prior: solver on a coarser grid, downscaled", None),
+    "prior_coarse": (("dem", "storm", "time", "y", "x"), "m",
+                     "coarse dynamic prior: solver on a coarser grid, downscaled", None),
     "storm_shape": (("storm",), None, "hyetograph shape", None),
     "storm_group": (("storm",), None, "storm group (uniform, design, real_like)", None),
     "storm_total": (("storm",), "mm", "24-h rainfall total", None),
@@ -64,22 +72,14 @@ def storm_ids_in_split(ds: xr.Dataset, split: str) -> np.ndarray:
 
 def new_dataset(ny: int, nx: int, dx: float, hours: int, *, x0: float = 0.0, y0: float | None = None,
                 crs_wkt: str | None = None, attrs: dict | None = None) -> xr.Dataset:
-    """An empty dataset with the grid coordinates (cell centres, metres) and time 0..hours.
+    """An empty dataset with the grid coordinates (cell centres and faces, metres) and time 0..hours.
 
-    Row 0 is the top (north) edge, so ``y`` decreases with the row index as in a GeoTIFF.
     ``x0``/``y0`` are the left/top edge coordinates; by default the grid is local with the
-    bottom-left corner at (0, 0).
+    bottom-left corner at (0, 0) (:func:`piff.cf.local_transform`).
     """
-    y0 = ny * dx if y0 is None else y0
-    x = x0 + (np.arange(nx) + 0.5) * dx
-    y = y0 - (np.arange(ny) + 0.5) * dx
-    coords = {
-        "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate", "long_name": "x of cell centre", "axis": "X"}),
-        "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate", "long_name": "y of cell centre", "axis": "Y"}),
-        "x_face": ("x_face", x0 + np.arange(nx + 1) * dx, {"units": "m", "long_name": "x of cell face (left edge of column)"}),
-        "y_face": ("y_face", y0 - np.arange(ny + 1) * dx, {"units": "m", "long_name": "y of cell face (top edge of row)"}),
-        "time": ("time", np.arange(hours + 1, dtype=np.int32), {"units": "h", "long_name": "hours since storm start", "axis": "T"}),
-    }
+    transform = (float(dx), 0.0, float(x0), 0.0, -float(dx), ny * float(dx) if y0 is None else float(y0))
+    coords = cf.grid_coords(ny, nx, transform, faces=True)
+    coords["time"] = cf.time_coord(np.arange(hours + 1, dtype=np.int32))
     ds = xr.Dataset(coords=coords)
     ds.attrs.update({
         "Conventions": CONVENTIONS,
@@ -90,15 +90,9 @@ def new_dataset(ny: int, nx: int, dx: float, hours: int, *, x0: float = 0.0, y0:
         "cell_size_m": float(dx),
         "history": f"{_now()} created by piff {__version__}",
     })
-    if crs_wkt:
-        add_crs(ds, crs_wkt)
+    cf.add_crs(ds, crs_wkt)
     ds.attrs.update(attrs or {})
     return ds
-
-
-def add_crs(ds: xr.Dataset, crs_wkt: str) -> None:
-    ds["crs"] = xr.DataArray(np.int32(0), attrs={"crs_wkt": crs_wkt, "spatial_ref": crs_wkt})
-    ds.attrs["crs_wkt"] = crs_wkt
 
 
 def add_variable(ds: xr.Dataset, name: str, values, coords: dict | None = None) -> None:
@@ -120,32 +114,6 @@ def add_variable(ds: xr.Dataset, name: str, values, coords: dict | None = None) 
         attrs["cell_methods"] = "time: mean (interval: 1 h, ending at time)" if name in ("vx", "vy", "rainfall") \
             else "time: sum (interval: 1 h, ending at time)"
     ds[name] = xr.DataArray(values, dims=dims, coords=coords or {}, attrs=attrs)
-
-
-def encoding_for(ds: xr.Dataset, nan_fill=()) -> dict:
-    """zlib level 4 + shuffle, one 2-D (y, x) field per chunk, no fill value on coordinates or
-    data (the datasets store float32 already: see add_variable); the variables named in
-    ``nan_fill`` declare NaN as their fill value, so GIS tools mask nodata cells."""
-    enc = {}
-    for name, var in ds.data_vars.items():
-        if var.dtype.kind == "f":
-            chunks = tuple(1 if d not in ("y", "x", "x_face", "y_face") else n for d, n in zip(var.dims, var.shape))
-            fill = np.array(np.nan, var.dtype) if name in nan_fill else None
-            e = {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": fill}
-            if var.ndim >= 2 and var.dims[-1] in ("x", "x_face") and var.dims[-2] in ("y", "y_face"):
-                e["chunksizes"] = chunks
-            enc[name] = e
-    for name in ds.coords:
-        enc[name] = {"_FillValue": None}
-    return enc
-
-
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, nan_fill=()) -> Path:
-    """Write with :func:`encoding_for` atomically: a temporary file in the same folder, fsync,
-    then os.replace. Every netCDF piff writes goes through here."""
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding_for(ds, nan_fill))
-    return Path(path)
 
 
 def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = False) -> xr.Dataset:
@@ -178,6 +146,15 @@ def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = Fals
 def config_hash(obj) -> str:
     """A short, stable hash of a JSON-able configuration (sorted keys)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path, chunk=1 << 22) -> str:
+    """SHA-256 of a file's bytes: the identity of a dataset in model fingerprints and samples."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def git_revision() -> str:

@@ -484,7 +484,7 @@ def _index_maps(folder: Path, maps: list[MapFile], names: list[str], storm_ids: 
     return index
 
 
-def _read_stack(paths: dict, shape: tuple, decode, problems: "_Problems") -> np.ndarray:
+def _read_stack(paths: dict, shape: tuple, decode, problems: _Problems) -> np.ndarray:
     """A ``(dem, storm, time, y, x)`` float32 array of decoded maps; absent keys stay 0."""
     out = np.zeros(shape, np.float32)
     for key, path in sorted(paths.items()):
@@ -496,7 +496,7 @@ def _read_stack(paths: dict, shape: tuple, decode, problems: "_Problems") -> np.
 
 # ----------------------------------------------------------------------------- SPM
 def _read_spm_pngs(folder: Path, files: list[SpmFile], names: list[str], shape, full_scale: float,
-                   problems: "_Problems"):
+                   problems: _Problems):
     """The SPM table ``(dem, bin, y, x)`` and its bins (mm) from SPM PNGs; None if there are none."""
     if not files:
         return None

@@ -7,6 +7,7 @@ Each function takes plain configuration dicts (the validated ``datasets.<name>``
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import xarray as xr
 from piff import __version__
 from piff.data import format as fmt
 from piff.errors import PiffInputError
+from piff.hydro.continuity import water_balance_residual_m
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ def assign_splits(storms, split_cfg: dict) -> list[str]:
     known_shapes = {s.shape for s in storms}
     unknown = (test_shapes | val_shapes) - known_shapes
     if unknown:
-        raise PiffInputError("config", f"split.test_shapes/val_shapes name shapes not in the storm grid: {sorted(unknown)}")
+        raise PiffInputError("config",
+                             f"split.test_shapes/val_shapes name shapes not in the storm grid: {sorted(unknown)}")
 
     def has(totals, value):
         return bool(np.any(np.isclose(totals, value, rtol=1e-6)))
@@ -127,7 +130,8 @@ def assign_splits(storms, split_cfg: dict) -> list[str]:
             labels.append("train")
     for split in ("train", "test"):
         if split not in labels:
-            raise PiffInputError("config", f"the split leaves no {split} storms; adjust split.test_shapes / *_totals_mm")
+            raise PiffInputError("config",
+                                 f"the split leaves no {split} storms; adjust split.test_shapes / *_totals_mm")
     return labels
 
 
@@ -154,7 +158,7 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, prog
     boundaries = boundary_string(dataset_cfg, ter)
     outputs = {k: [] for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
     residual, wall = [], []
-    # One storm at a time: on a CPU batching storms is memory bound and slower (hydrology.md).
+    # One storm at a time: on a CPU batching storms is memory bound and slower (docs/hydrology.md).
     for i in range(storms.sizes["storm"]):
         rain = storms["rainfall"].values[i, 1:]
         t0 = time.perf_counter()
@@ -188,19 +192,19 @@ def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> 
     ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     factor = int(dataset_cfg.get("coarse_prior", {}).get("factor", 4))
-    maps, wall = [], []
-    for i in range(storms.sizes["storm"]):
-        t0 = time.perf_counter()
-        maps.append(coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[i, 1:],
-                                         boundary_string(dataset_cfg, ter), factor=factor,
-                                         manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
-                                         theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
-                                         nodata_mask=ter.nodata_mask))
-        wall.append(time.perf_counter() - t0)
+    # All storms of the chunk in one batched run: on the coarse grid a step costs its per-step
+    # dispatch overhead, not its cells, so one run of S storms costs about one storm's.
+    t0 = time.perf_counter()
+    maps = coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[:, 1:],
+                                boundary_string(dataset_cfg, ter), factor=factor,
+                                manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
+                                theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
+                                nodata_mask=ter.nodata_mask)
+    wall = np.full(storms.sizes["storm"], (time.perf_counter() - t0) / storms.sizes["storm"])  # per storm, shared
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)
     ds = ds.assign_coords(storm=storms["storm"])
-    fmt.add_variable(ds, "prior_coarse", np.stack(maps)[None])
+    fmt.add_variable(ds, "prior_coarse", np.asarray(maps)[None])
     ds["prior_coarse_wall_time"] = xr.DataArray(np.array(wall, np.float32)[None], dims=("dem", "storm"),
                                                 attrs={"units": "s", "long_name": "coarse prior wall time"})
     return ds
@@ -221,7 +225,9 @@ def build_spm(dem_path, dataset_cfg: dict) -> xr.Dataset:
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, 0)
     ds = ds.drop_vars("time").assign_coords(rain_bin=("rain_bin", SPM_BINS_MM.astype(np.float32),
-                                                      {"units": "mm", "long_name": "cumulative rainfall of the 24-h window (bin upper edge)"}))
+                                                      {"units": "mm",
+                                                       "long_name": "cumulative rainfall of the 24-h window "
+                                                                    "(bin upper edge)"}))
     fmt.add_variable(ds, "spm", table[None])
     ds.attrs["spm_build_seconds"] = time.perf_counter() - t0
     return ds
@@ -282,6 +288,43 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     return ds
 
 
+# A dataset of seconds: 2 DEMs of 16x16 cells, 6 storms of 6 hours, enough to train on. The
+# tests' shared fixture and the training benchmark build it (with build_dataset_in).
+SMOKE_DATASET = {
+    "terrain": {"source": "synthetic", "count": 2, "size": 16, "cell_size_m": 20.0, "seed": 3, "sea_edge": "left"},
+    "storms": {"shapes": ["uniform", "scs_type2", "huff_q1"], "totals_mm": [60.0, 150.0], "hours": 6, "seed": 3,
+               "cap_mm_per_h": 150.0},
+    "boundaries": "auto",
+    "sea_level_m": 0.0,
+    "solver": {"manning": 0.03, "alpha": 0.5, "theta": 0.8, "dtype": "float32", "compile": False},
+    "simulate": {"storms_per_job": 6},
+    "coarse_prior": {"enabled": True, "factor": 4},
+    "split": {"test_shapes": ["huff_q1"], "test_totals_mm": [], "val_totals_mm": []},
+}
+
+
+def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tiny") -> Path:
+    """The workflow's preprocessing chain run in this process (no Snakemake), every
+    intermediate file in ``folder``; returns ``folder/dataset.nc``. For tests and benchmarks:
+    the workflow itself runs these steps as separate jobs."""
+    from piff.hydro.terrain import write_dem
+
+    folder = Path(folder)
+    cfg = json.loads(json.dumps(dataset_cfg))  # a private copy
+    dems = [write_dem(make_terrain(cfg["terrain"], i), folder / f"dem_{i:03d}.nc")
+            for i in range(dem_count(cfg["terrain"]))]
+    storms = fmt.write_netcdf(make_storms(cfg["storms"], cfg["split"]), folder / "storms.nc")
+    chunks = range(len(storm_chunks(_load(storms).sizes["storm"], cfg["simulate"]["storms_per_job"])))
+    sims = [[fmt.write_netcdf(simulate_chunk(d, storms, c, cfg), folder / f"sim_{i}_{c}.nc") for c in chunks]
+            for i, d in enumerate(dems)]
+    priors = []
+    if cfg.get("coarse_prior", {}).get("enabled"):
+        priors = [[fmt.write_netcdf(coarse_prior_chunk(d, storms, c, cfg), folder / f"prior_{i}_{c}.nc")
+                   for c in chunks] for i, d in enumerate(dems)]
+    spms = [fmt.write_netcdf(build_spm(d, cfg), folder / f"spm_{i}.nc") for i, d in enumerate(dems)]
+    return fmt.write_netcdf(assemble(dems, storms, sims, spms, priors, cfg, name), folder / "dataset.nc")
+
+
 def check_dataset(ds: xr.Dataset, source="dataset", tol_m=None) -> dict:
     """Sanity checks of an assembled dataset: no NaN, non-negative depth, continuity closes."""
     for var in ("depth", "vx", "vy", "flux_x", "flux_y", "spm"):
@@ -299,15 +342,12 @@ def check_dataset(ds: xr.Dataset, source="dataset", tol_m=None) -> dict:
 
 def continuity_residual(ds: xr.Dataset) -> np.ndarray:
     """The hourly water-balance residual (metres per hour) of every cell, hours 1..T, from the
-    stored fields only (docs/architecture.md). Zero up to float rounding for solver output."""
-    dx = float(ds.attrs["cell_size_m"])
+    stored fields only (:mod:`piff.hydro.continuity`). Zero up to float rounding for solver output."""
     depth = ds["depth"].values.astype(np.float64)
-    fx = ds["flux_x"].values.astype(np.float64)[:, :, 1:]
-    fy = ds["flux_y"].values.astype(np.float64)[:, :, 1:]
-    rain_m = ds["rainfall"].values.astype(np.float64)[None, :, 1:, None, None] / 1000.0
-    loss = ds["loss"].values.astype(np.float64)[:, :, 1:] if "loss" in ds else 0.0
-    net_in = (fx[..., :, :-1] - fx[..., :, 1:] + fy[..., :-1, :] - fy[..., 1:, :]) / dx
-    return (depth[:, :, 1:] - depth[:, :, :-1]) - (net_in + rain_m - loss)
+    stored = lambda name: ds[name].values.astype(np.float64)[:, :, 1:]  # intervals 1..T
+    return water_balance_residual_m(depth[:, :, 1:], depth[:, :, :-1], stored("flux_x"), stored("flux_y"),
+                                    ds["rainfall"].values.astype(np.float64)[None, :, 1:],
+                                    float(ds.attrs["cell_size_m"]), stored("loss") if "loss" in ds else None)
 
 
 def _load(path) -> xr.Dataset:

@@ -10,7 +10,7 @@ key             shape           meaning
 depth           (1, H, W)       depth at hour h (m), the target
 depth_prev      (1, H, W)       depth at hour h-1 (m)
 elevation       (1, H, W)       bed elevation (m)
-spm             (1, H, W)       the prior (m): SPM map of the window's cumulative rain,
+prior           (1, H, W)       the prior (m): SPM map of the window's cumulative rain,
                                 or the coarse dynamic prior at hour h (``prior="coarse"``)
 rain_window     (24,)           intensities (mm/h) of the 24 hours ending at hour h,
                                 left-padded with zeros before the event
@@ -31,29 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from piff.choices import PRIORS
 from piff.data import format as fmt
 from piff.errors import PiffInputError
-
-WINDOW_HOURS = 24
-
-
-def rain_window(rainfall: np.ndarray, hour: int, window: int = WINDOW_HOURS) -> np.ndarray:
-    """The ``window`` intensities ending at ``hour`` from a (time,) hyetograph stored with
-    ``rainfall[0] = 0`` (interval convention), zero-padded on the left."""
-    out = np.zeros(window, np.float32)
-    lo = max(1, hour - window + 1)
-    vals = rainfall[lo:hour + 1]
-    out[window - len(vals):] = vals
-    return out
-
-
-def spm_index(window_sum_mm: float, n_bins: int) -> int:
-    """Row of the SPM table for a window's cumulative rain; -1 means no rain (dry map)."""
-    from piff.hydro.spm import spm_bin_index
-
-    if window_sum_mm <= 0:
-        return -1
-    return int(min(spm_bin_index(window_sum_mm), n_bins - 1))
+from piff.hydro.spm import spm_lookup
+from piff.hydro.storms import rain_window
 
 
 class FloodMapDataset(torch.utils.data.Dataset):
@@ -68,10 +50,11 @@ class FloodMapDataset(torch.utils.data.Dataset):
                  with_physics: bool = True, in_memory: bool = True):
         self.path = Path(path)
         ds = fmt.open_dataset(self.path)
-        if prior not in ("spm", "coarse"):
-            raise ValueError(f"prior must be 'spm' or 'coarse', got {prior!r}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         if prior == "coarse" and "prior_coarse" not in ds:
-            raise PiffInputError(self.path, "prior='coarse' needs the prior_coarse variable (enable coarse_prior in the dataset config)")
+            raise PiffInputError(self.path, "prior='coarse' needs the prior_coarse variable "
+                                            "(enable coarse_prior in the dataset config)")
         if with_physics and not {"flux_x", "flux_y"} <= set(ds.variables):
             raise PiffInputError(self.path, "the physics loss needs flux_x and flux_y, which this dataset lacks")
         self.split, self.prior, self.with_physics, self.in_memory = split, prior, with_physics, in_memory
@@ -89,6 +72,7 @@ class FloodMapDataset(torch.utils.data.Dataset):
         self.rainfall = ds["rainfall"].values.astype(np.float32)
         self.elevation = ds["elevation"].values.astype(np.float32)
         self.spm_table = ds["spm"].values.astype(np.float32) if prior == "spm" else None
+        self.spm_bins = ds["rain_bin"].values if "rain_bin" in ds.coords else None
         self.has_loss = "loss" in ds
         self.shape = ds["elevation"].shape[1:]
         self.storm_group = ds["storm_group"].values.astype(str)
@@ -128,15 +112,14 @@ class FloodMapDataset(torch.utils.data.Dataset):
         dem, row, hour = (int(v) for v in self.index[i])
         window = rain_window(self.rainfall[row], hour)
         if self.prior == "spm":
-            k = spm_index(float(window.sum()), self.spm_table.shape[1])
-            prior = self.spm_table[dem, k] if k >= 0 else np.zeros(self.shape, np.float32)
+            prior = spm_lookup(self.spm_table[dem], float(window.sum()), self.spm_bins)
         else:
             prior = self._field("prior_coarse", dem, row, hour)
         sample = {
             "depth": _t(self._field("depth", dem, row, hour))[None],
             "depth_prev": _t(self._field("depth", dem, row, hour - 1))[None],
             "elevation": _t(self.elevation[dem])[None],
-            "spm": _t(prior)[None],
+            "prior": _t(prior)[None],
             "rain_window": _t(window),
             "rain_mm_per_h": torch.tensor(float(self.rainfall[row, hour])),
             "dx": torch.tensor(self.dx),

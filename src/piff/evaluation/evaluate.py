@@ -26,6 +26,7 @@ from piff.atomic import atomic_write_text
 from piff.data import format as fmt
 from piff.errors import PiffInputError
 from piff.hydro import metrics as M
+from piff.hydro.continuity import water_balance_residual_m
 from piff.units import MM_PER_M
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,19 @@ log = logging.getLogger(__name__)
 THRESHOLDS_M = (0.05, 0.1, 0.3)
 AVERAGING = ("metrics computed per map (DEM x storm x hour) over valid cells, then averaged over maps; "
              "maps where a metric is undefined (NaN NSE of an all-dry truth, inf volume error) are left "
-             "out of that mean and counted in n_<metric>_dropped; ensembles are scored by their mean")
+             "out of that mean and counted in n_<metric>_dropped; ensembles are scored by their mean. "
+             "*_pooled, mae[band], bias[band], share[band] and the *_wet_fraction scores are computed once "
+             "over all cells of all maps together (band = reference depth band, dry = below 5 mm)")
+# per-map columns holding additive sums (piff.hydro.metrics.pooled_sums), not scores
+SUM_PREFIX = "sum:"
 # the per-map scores that can be undefined, whose dropped maps are counted
 MAY_BE_UNDEFINED = ("nse", "nse_wet", "volume_error")
 UNITS = {"mae": "m", "rmse": "m", "nse": "1", "mae_wet": "m", "rmse_wet": "m", "nse_wet": "1", "md": "m",
          "peak_error": "m", "volume_error": "1 (relative)", "csi@*": "1", "f1@*": "1",
          "continuity_rms_mm_per_h": "mm h-1", "spread_m": "m", "seconds_per_map": "s",
-         "solver_seconds_per_event": "s", "speedup": "1 (solver s per event / model s per map)"}
+         "solver_seconds_per_event": "s", "speedup": "1 (solver s per event / model s per map)",
+         "nse_pooled": "1", "csi_pooled@*": "1", "mae[*]": "m", "bias[*]": "m", "share[*]": "1",
+         "false_wet_fraction": "1", "missed_wet_fraction": "1"}
 
 
 def metric_columns(thresholds=THRESHOLDS_M) -> list[str]:
@@ -77,34 +84,24 @@ def valid_cells(dataset: xr.Dataset, dem) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- per map
 def balance_inputs(dataset: xr.Dataset, dem, storm, hours) -> dict | None:
-    """The water-balance terms of hours ``hours`` of one event as float64 torch tensors: fluxes
-    (m^2), rain (mm/h), losses (m) and the cell size (m); None when the dataset has no fluxes.
-    float64, so the sums add no rounding to the float32 data."""
+    """The water-balance terms of hours ``hours`` of one event as float64 arrays, named as
+    :func:`piff.hydro.continuity.water_balance_residual_m` takes them: fluxes (m^2), rain
+    (mm/h), losses (m) and the cell size (m); None when the dataset has no fluxes. float64, so
+    the sums add no rounding to the float32 data."""
     if not {"flux_x", "flux_y"} <= set(dataset.variables):
         return None
-    import torch  # here, so that the summary (which shares this module) runs without torch
-
     at = {"dem": dem, "storm": storm, "time": hours}
-
-    def field(name):  # (hours, 1, ...) as the physics functions expect (B, 1, H, W)
-        return torch.from_numpy(dataset[name].sel(**at).values.astype(np.float64))[:, None]
-
-    return {"flux_x_m2": field("flux_x"), "flux_y_m2": field("flux_y"),
-            "rain_mm_per_h": torch.from_numpy(dataset["rainfall"].sel(storm=storm, time=hours).values.astype(np.float64)),
-            "loss_m": field("loss") if "loss" in dataset else None, "dx": float(dataset.attrs["cell_size_m"])}
+    field = lambda name: dataset[name].sel(**at).values.astype(np.float64)  # (hours, ...)
+    return {"flux_x": field("flux_x"), "flux_y": field("flux_y"),
+            "rain_mm_per_h": dataset["rainfall"].sel(storm=storm, time=hours).values.astype(np.float64),
+            "loss": field("loss") if "loss" in dataset else None, "dx": float(dataset.attrs["cell_size_m"])}
 
 
 def continuity_rms_mm_per_h(pred, truth_prev, inputs: dict, valid) -> np.ndarray:
     """(hours,) RMS over valid cells of the hourly water-balance imbalance [mm per hour] of the
     predicted depth ``pred`` (hours, y, x) at hour h against the TRUE depth ``truth_prev`` at
     h - 1 and the dataset's fluxes, rain and losses (``inputs`` from :func:`balance_inputs`)."""
-    import torch
-
-    # the one definition of the identity, shared with the physics loss
-    from piff.model.physics import hourly_imbalance
-
-    imbalance_m = hourly_imbalance(torch.from_numpy(pred.astype(np.float64))[:, None],
-                                   torch.from_numpy(truth_prev.astype(np.float64))[:, None], **inputs)[:, 0].numpy()
+    imbalance_m = water_balance_residual_m(pred.astype(np.float64), truth_prev.astype(np.float64), **inputs)
     sq = np.where(valid, (imbalance_m * MM_PER_M) ** 2, 0.0).sum(axis=(-2, -1))
     return np.sqrt(sq / max(int(valid.sum()), 1))
 
@@ -130,11 +127,14 @@ def per_map_scores(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOL
             group = str(dataset["storm_group"].sel(storm=storm).values)
             balance = balance_inputs(dataset, dem, storm, hours)
             for nfe in samples["nfe"].values:
-                members = samples["depth"].sel(nfe=nfe, dem=dem, storm=storm).transpose("member", "time", "y", "x").values
+                members = (samples["depth"].sel(nfe=nfe, dem=dem, storm=storm)
+                           .transpose("member", "time", "y", "x").values)
                 pred = members.mean(axis=0)
                 scores = M.all_metrics(pred, truth, thresholds, valid)
+                sums = M.pooled_sums(pred, truth, thresholds, valid)
                 frame = pd.DataFrame({"nfe": int(nfe), "dem": int(dem), "storm": int(storm), "group": group,
-                                      "hour": hours, **{c: np.asarray(scores[c], np.float64) for c in cols}})
+                                      "hour": hours, **{c: np.asarray(scores[c], np.float64) for c in cols},
+                                      **{SUM_PREFIX + k: np.asarray(v, np.float64) for k, v in sums.items()}})
                 if balance is not None:
                     frame["continuity_rms_mm_per_h"] = continuity_rms_mm_per_h(pred, truth_prev, balance, valid)
                 if n_members > 1:
@@ -174,9 +174,13 @@ def speed(samples: xr.Dataset, dataset: xr.Dataset) -> tuple[dict, float]:
     return per_map, float(wall.mean())
 
 
-def aggregate(per_map: pd.DataFrame, seconds_per_map: dict, solver_seconds: float) -> pd.DataFrame:
-    """One row per (nfe, group, hour) with hour "all" first, then each hour."""
-    score_cols = [c for c in per_map.columns if c not in ("nfe", "dem", "storm", "group", "hour")]
+def aggregate(per_map: pd.DataFrame, seconds_per_map: dict, solver_seconds: float,
+              thresholds=THRESHOLDS_M) -> pd.DataFrame:
+    """One row per (nfe, group, hour) with hour "all" first, then each hour: means of the per-map
+    scores, and the pooled scores of all the maps' cells together (from the summed columns)."""
+    keys = ("nfe", "dem", "storm", "group", "hour")
+    sum_cols = [c for c in per_map.columns if c.startswith(SUM_PREFIX)]
+    score_cols = [c for c in per_map.columns if c not in keys and c not in sum_cols]
     rows = []
     for nfe, at_nfe in per_map.groupby("nfe", sort=True):
         for group in groups_present(per_map):
@@ -185,6 +189,7 @@ def aggregate(per_map: pd.DataFrame, seconds_per_map: dict, solver_seconds: floa
                 maps = in_group if hour == "all" else in_group[in_group["hour"] == hour]
                 row = {"nfe": int(nfe), "group": group, "hour": str(hour)}
                 row.update(mean_over_maps(maps, score_cols))
+                row.update(M.pooled_scores({c[len(SUM_PREFIX):]: maps[c].sum() for c in sum_cols}, thresholds))
                 row["seconds_per_map"] = seconds_per_map[int(nfe)]
                 row["solver_seconds_per_event"] = solver_seconds
                 row["speedup"] = solver_seconds / row["seconds_per_map"] if row["seconds_per_map"] > 0 else np.nan
@@ -202,7 +207,7 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOLDS_M) 
     """
     per_map = per_map_scores(samples, dataset, thresholds)
     seconds, solver_seconds = speed(samples, dataset)
-    table = aggregate(per_map, seconds, solver_seconds)
+    table = aggregate(per_map, seconds, solver_seconds, thresholds)
     return table, summary_dict(table, samples, per_map, thresholds)
 
 
@@ -263,8 +268,11 @@ def evaluate_files(samples_path, dataset_path, out_csv, out_json, thresholds=THR
     Refuses samples made from a different dataset file (their ``dataset_sha256`` attribute),
     since scoring them against another truth would be silently wrong.
     """
-    from piff.training.checkpoint import file_sha256
+    from piff.data.format import file_sha256
 
+    for path, what in ((samples_path, "samples"), (dataset_path, "dataset")):
+        if not Path(path).exists():  # every missing input named before any is parsed
+            raise PiffInputError(path, f"{what} file does not exist")
     samples = open_samples(samples_path)
     expected = samples.attrs.get("dataset_sha256", "")
     if expected and expected != file_sha256(dataset_path):

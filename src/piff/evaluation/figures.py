@@ -46,11 +46,11 @@ def pick_cases(samples: xr.Dataset, dataset: xr.Dataset, n: int = N_CASES) -> li
 
 def spm_prior_m(dataset: xr.Dataset, dem, storm, hour: int) -> np.ndarray:
     """The SPM map the models were conditioned on for this map (24-h window lookup), metres."""
-    from piff.data.torch_dataset import rain_window, spm_index
+    from piff.hydro.spm import spm_lookup
+    from piff.hydro.storms import rain_window
 
-    table = dataset["spm"].sel(dem=dem).values
-    k = spm_index(float(rain_window(dataset["rainfall"].sel(storm=storm).values, hour).sum()), table.shape[0])
-    return table[k] if k >= 0 else np.zeros(table.shape[1:], np.float32)
+    window = rain_window(dataset["rainfall"].sel(storm=storm).values, hour)
+    return spm_lookup(dataset["spm"].sel(dem=dem).values, float(window.sum()), dataset["rain_bin"].values)
 
 
 def _map(ax, fig, values, valid, title, cmap, label, **norm):

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from piff.atomic import atomic_write_text
 from piff.data.format import STORM_GROUPS
 from piff.errors import PiffInputError
-from piff.atomic import atomic_write_text
 
 # display column -> (metrics.json key, number format)
 COLUMNS = {
@@ -23,7 +23,9 @@ COLUMNS = {
     "RMSE (m)": ("rmse", "{:.4f}"),
     "NSE": ("nse", "{:.3f}"),
     "NSE wet": ("nse_wet", "{:.3f}"),
+    "NSE pooled": ("nse_pooled", "{:.3f}"),
     "CSI@0.1": ("csi@0.1", "{:.3f}"),
+    "CSI@0.1 pooled": ("csi_pooled@0.1", "{:.3f}"),
     "CSI@0.3": ("csi@0.3", "{:.3f}"),
     "F1@0.1": ("f1@0.1", "{:.3f}"),
     "MD (m)": ("md", "{:.3f}"),
@@ -32,7 +34,9 @@ COLUMNS = {
     "s per map": ("seconds_per_map", "{:.3g}"),
     "speed-up": ("speedup", "{:.3g}"),
 }
-INTRO = ("Means over test maps (DEM x held-out storm x hour) of per-map scores against the solver; "
+INTRO = ("Means over test maps (DEM x held-out storm x hour) of per-map scores against the solver, except "
+         "the *pooled* columns: one NSE over all test cells together, and CSI from the contingency counts "
+         "summed over all maps (per-map NSE of nearly dry maps is dominated by noise). "
          "NFE 0 = no network (SPM-only and coarse dynamic prior baselines). Depth thresholds in metres; "
          "continuity = RMS hourly water-balance imbalance of the prediction given the true previous hour; "
          "speed-up = solver wall time per event / model time per map. Rows sorted by MAE, best first.")
@@ -87,11 +91,38 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# the error anatomy: where the error sits, by the reference depth of the cell (pooled over maps)
+ANATOMY = {"dry: MAE (cm)": ("mae[dry]", 100.0), "dry: bias (cm)": ("bias[dry]", 100.0),
+           "0.005-0.1 m: MAE (cm)": ("mae[0.005-0.1]", 100.0), "0.1-0.3 m: MAE (cm)": ("mae[0.1-0.3]", 100.0),
+           "0.3-0.5 m: MAE (cm)": ("mae[0.3-0.5]", 100.0), ">0.5 m: MAE (cm)": ("mae[>0.5]", 100.0),
+           "false wet (%)": ("false_wet_fraction", 100.0), "missed wet (%)": ("missed_wet_fraction", 100.0)}
+ANATOMY_INTRO = ("Error anatomy (all test maps, storm group all): mean absolute error and mean bias "
+                 "(prediction - truth) over the cells whose TRUE depth lies in each band, pooled over maps; "
+                 "dry = true depth below 5 mm; false wet = share of all cells the solver leaves below 0.05 m "
+                 "that the prediction floods above it, missed wet the reverse.")
+
+
+def anatomy_markdown(metrics: list[dict]) -> str:
+    """The error-anatomy table: one row per (experiment, NFE) for storm group "all"."""
+    header = ["experiment", "NFE"] + list(ANATOMY)
+    lines = ["## Error anatomy", "", ANATOMY_INTRO, "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * len(ANATOMY)) + "|"]
+    for m in sorted(metrics, key=lambda m: m["experiment"]):
+        for nfe, by_group in sorted(m["metrics"].items(), key=lambda kv: int(kv[0])):
+            values = by_group.get("all", {})
+            cells = [m["experiment"], str(nfe)]
+            cells += [_fmt(None if values.get(key) is None else values[key] * scale, "{:.2f}")
+                      for key, scale in ANATOMY.values()]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(metrics_paths, out_csv, out_md) -> pd.DataFrame:
     """Read the experiments' metrics.json files and write the comparison CSV and Markdown."""
-    table = summary_table(read_metrics(metrics_paths))
+    metrics = read_metrics(metrics_paths)
+    table = summary_table(metrics)
     atomic_write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out_md, markdown(table))
+    atomic_write_text(out_md, markdown(table) + "\n" + anatomy_markdown(metrics))
     return table
 
 

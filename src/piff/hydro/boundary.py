@@ -113,12 +113,14 @@ def parse_boundaries(spec: str | BoundarySpec | None) -> BoundarySpec:
             try:
                 stage = float(stage_text)
             except ValueError:
-                raise PiffInputError(_OPTION, f"sea stage in {item!r} is not a number of metres (use sea:<stage_m>)") from None
+                raise PiffInputError(_OPTION,
+                                     f"sea stage in {item!r} is not a number of metres (use sea:<stage_m>)") from None
             edges[edge] = EdgeCondition("sea", stage)
         elif kind in ("closed", "free") and not stage_text:
             edges[edge] = EdgeCondition(kind)
         else:
-            raise PiffInputError(_OPTION, f"unknown boundary {value!r} in {item!r} (expected closed, free or sea:<stage_m>)")
+            raise PiffInputError(_OPTION,
+                                 f"unknown boundary {value!r} in {item!r} (expected closed, free or sea:<stage_m>)")
     return BoundarySpec(edges)
 
 

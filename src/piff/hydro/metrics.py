@@ -150,3 +150,61 @@ def all_metrics(p, y, thresholds=THRESHOLDS_M, valid=None) -> dict:
         for name, fn in (("csi", csi), ("f1", f1), ("pod", pod), ("far", far), ("bias", bias)):
             out[f"{name}@{tau:g}"] = fn(p, y, tau, valid)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# pooled scores and error anatomy: sums per map, added over maps, scored once
+
+# Depth bands [m] of the reference for the error anatomy: truly dry cells, then wet bands.
+DRY_M = 0.005
+DEPTH_BANDS_M = ((0.0, DRY_M), (DRY_M, 0.1), (0.1, 0.3), (0.3, 0.5), (0.5, np.inf))
+
+
+def band_name(lo: float, hi: float) -> str:
+    return "dry" if lo == 0.0 else f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">{lo:g}"
+
+
+def pooled_sums(p, y, thresholds=THRESHOLDS_M, valid=None) -> dict:
+    """Additive per-map sums (leading shape) from which :func:`pooled_scores` computes scores
+    over all cells of many maps at once: the squared-error and moment sums of the pooled NSE,
+    the contingency counts of the pooled CSI, and per reference-depth band the absolute-error
+    sum, the cell count and the predicted depth sum (the error anatomy); ``false_wet``: cells
+    the reference leaves below WET_M that the prediction floods above it."""
+    p, y, w = _prep(p, y, valid)
+    out = {"n": w.sum(axis=(-2, -1)).astype(np.float64), "sse": _sum((p - y) ** 2, w), "sy": _sum(y, w),
+           "syy": _sum(y * y, w), "false_wet": _sum((y < WET_M) & (p >= WET_M), w),
+           "missed_wet": _sum((y >= WET_M) & (p < WET_M), w)}
+    for tau in thresholds:
+        c = contingency(p, y, tau, valid)
+        for k in ("tp", "fp", "fn"):
+            out[f"{k}@{tau:g}"] = c[k]
+    for lo, hi in DEPTH_BANDS_M:
+        band = w & (y >= lo) & (y < hi)
+        name = band_name(lo, hi)
+        out[f"abs_err[{name}]"] = _sum(np.abs(p - y), band)
+        out[f"bias[{name}]"] = _sum(p - y, band)
+        out[f"n[{name}]"] = band.sum(axis=(-2, -1)).astype(np.float64)
+    return out
+
+
+def pooled_scores(sums: dict, thresholds=THRESHOLDS_M) -> dict:
+    """Scores over all the cells whose :func:`pooled_sums` were added: ``nse_pooled`` (one NSE
+    over every cell, not a mean of per-map NSEs, which nearly dry maps make noisy),
+    ``csi_pooled@tau`` (from the summed contingency counts), per reference-depth band
+    ``mae[band]`` and ``bias[band]`` [m] and the share of cells in it, and the false-wet and
+    missed-wet fractions of all cells."""
+    n = sums["n"]
+    var = sums["syy"] - sums["sy"] ** 2 / np.maximum(n, 1.0)
+    out = {"nse_pooled": float(1.0 - sums["sse"] / var) if var > 0 else np.nan,
+           "false_wet_fraction": float(sums["false_wet"] / n) if n else np.nan,
+           "missed_wet_fraction": float(sums["missed_wet"] / n) if n else np.nan}
+    for tau in thresholds:
+        tp, fp, fn = (sums[f"{k}@{tau:g}"] for k in ("tp", "fp", "fn"))
+        out[f"csi_pooled@{tau:g}"] = float(tp / (tp + fp + fn)) if tp + fp + fn > 0 else 1.0
+    for lo, hi in DEPTH_BANDS_M:
+        name = band_name(lo, hi)
+        cells = sums[f"n[{name}]"]
+        out[f"mae[{name}]"] = float(sums[f"abs_err[{name}]"] / cells) if cells else np.nan
+        out[f"bias[{name}]"] = float(sums[f"bias[{name}]"] / cells) if cells else np.nan
+        out[f"share[{name}]"] = float(cells / n) if n else np.nan
+    return out

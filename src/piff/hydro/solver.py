@@ -6,10 +6,25 @@ centres ``(ny, nx)``; unit-width discharges ``qx (ny, nx+1)`` (positive towards 
 
 One time step (all storms of a batch at once, each with its own dt):
 
-1. dt = alpha dx / sqrt(g max h), capped by ``max_dt``, rounded *down* to a multiple of 2^-10 s
-   and clipped to land exactly on the next output time. Multiples of 2^-10 s are exact in
-   float32 and their float64 sums are exact, so every output interval integrates exactly
-   ``output_interval_s`` seconds of rain.
+1. dt = min(alpha dx / sqrt(g max h), beta dx / sqrt(g max |d eta|), max_dt), where max |d eta| is
+   the largest water-surface drop across a wet face (h_f > h_dry) that the momentum equation
+   updates; rounded *down* to a multiple of 2^-10 s and clipped to land exactly on the next
+   output time. Multiples of 2^-10 s are exact in float32 and their float64 sums are exact, so
+   every output interval integrates exactly ``output_interval_s`` seconds of rain.
+   The first term is the gravity-wave CFL of Bates et al. (2010). It is not enough where friction
+   dominates (shallow sheet flow on slopes): once dt exceeds the friction relaxation time
+   tau = h^(4/3) / (g n^2 |u|), the semi-implicit friction maps q to about q_steady^2 / q, a
+   period-2 mode damped only by ~2 tau / dt per step, which the depth feedback of the gravity and
+   friction terms (~dt tau g S / dx) drives unstable once dt^2 g S / dx exceeds a constant,
+   whatever the depth and roughness. A von Neumann analysis of the linearised 1-D scheme
+   (theta 0.8) puts that limit at dt = 0.69 sqrt(dx / (g S)) for thin sheets; solver runs on
+   kinematic-wave planes stay steady up to beta 0.6 and break down by 0.75 (a checkerboard along
+   the slope, depths 20-60 % off). With S dx = |d eta| that is the second term; the default beta
+   0.4 stays >= 1.26x below the analysed limit in every sub-critical case (Fr < 0.55, dx 1-100 m,
+   h 1 mm-3 m, n 0.02-0.2, S 0.2-10 %) with alpha 0.5, >= 1.04x with alpha 0.7. A cap on
+   dt / tau would also work but costs far more on thin sheets (tau ~ h^(2/3) -> 0), and the
+   diffusive limit of Hunter et al. (2005, dt <= dx^2 / (4 D), D = h^(5/3) / (2 n sqrt(S))) is
+   not the binding one here. Derivation, references and measured errors: docs/hydrology.md.
 2. Momentum on every face with the old depths:
    ``q = [theta q + (1-theta)/2 (q_prev + q_next) - g h_f dt d(eta)/dx] / [1 + g dt n^2 |q| / h_f^(7/3)]``
    with ``h_f = max(eta) - max(z)`` over the two cells, q = 0 where ``h_f <= h_dry``, then the
@@ -41,7 +56,8 @@ import torch
 
 from piff.errors import PiffInputError
 from piff.hydro.boundary import BoundarySpec, parse_boundaries
-from piff.units import GRAVITY, MM_PER_M, SECONDS_PER_HOUR
+from piff.hydro.continuity import water_balance_residual_m
+from piff.units import GRAVITY, MM_PER_M, SECONDS_PER_HOUR, mm_to_m
 
 DT_QUANTUM_S = 2.0 ** -10  # dt is a multiple of this (exact in float32, exact float64 sums)
 
@@ -208,7 +224,7 @@ def _build_constants(z, mask, n, spec: BoundarySpec, dx, dtype, device):
             # ghost cell: bed = boundary-cell bed, surface at the stage (dry ghost if below its bed)
             c[f"sea_{edge}"] = t(np.maximum(cond.stage, zb))
         elif cond.kind == "free":
-            c[f"bedslope_{edge}"] = t(((z[inner] - z[cells]).reshape(shape) / dx))
+            c[f"bedslope_{edge}"] = t((z[inner] - z[cells]).reshape(shape) / dx)
             c[f"invn_{edge}"] = t(1.0 / np.maximum(n[cells], 1e-6).reshape(shape))
             c[f"validb_{edge}"] = t(valid[cells].reshape(shape).astype(np.float64))
     return c
@@ -235,17 +251,26 @@ def _free_flux(h, eta, c, edge, dim, dx, h_dry):
     return torch.where(hb > h_dry, q, torch.zeros_like(q)) * c[f"validb_{edge}"]
 
 
-def _momentum(q, h, eta, c, spec, name, dim, dt, p):
-    """New face discharges along one axis (``name`` x: dim -1, y: dim -2) by the local-inertial
-    equation with theta smoothing, semi-implicit friction, dry-face rule and Froude cap."""
-    g, dx, theta, h_dry = GRAVITY, p["dx"], p["theta"], p["h_dry"]
+def _face_surfaces(eta, c, spec, name, dim):
+    """Surfaces on both sides of every face along one axis and the face flow depth
+    ``h_f = max(eta) - max(z)``; closed and free edges mirror the boundary cell (no gradient),
+    sea edges use their ghost surface."""
     lo_edge, hi_edge = ("left", "right") if name == "x" else ("top", "bottom")
     ghost = lambda edge, i: (c[f"sea_{edge}"].expand_as(eta.narrow(dim, i, 1)) if spec[edge].kind == "sea"
                              else eta.narrow(dim, i, 1))
     eta_pad = _pad(eta, ghost(lo_edge, 0), ghost(hi_edge, eta.shape[dim] - 1), dim)
     n_pad = eta_pad.shape[dim]
     eta_a, eta_b = eta_pad.narrow(dim, 0, n_pad - 1), eta_pad.narrow(dim, 1, n_pad - 1)
-    hf = torch.maximum(eta_a, eta_b) - c[f"zmax_{name}"]
+    return eta_a, eta_b, torch.maximum(eta_a, eta_b) - c[f"zmax_{name}"]
+
+
+def _momentum(q, h, eta, faces, c, spec, name, dim, dt, p):
+    """New face discharges along one axis (``name`` x: dim -1, y: dim -2) by the local-inertial
+    equation with theta smoothing, semi-implicit friction, dry-face rule and Froude cap;
+    ``faces`` is the output of :func:`_face_surfaces`."""
+    g, dx, theta, h_dry = GRAVITY, p["dx"], p["theta"], p["h_dry"]
+    lo_edge, hi_edge = ("left", "right") if name == "x" else ("top", "bottom")
+    eta_a, eta_b, hf = faces
     hf_c = torch.clamp(hf, min=h_dry)
     # neighbours for theta smoothing; a boundary face uses itself for its missing neighbour
     nq = q.shape[dim]
@@ -287,6 +312,24 @@ def _limit_outflow(qx, qy, avail, dt, dx, eps):
     return qx, qy
 
 
+def _time_step(h64, faces_x, faces_y, c, p):
+    """Per-storm (S,) float64 dt before rounding: the smaller of the gravity-wave limit
+    ``alpha dx / sqrt(g max h)`` and the surface-slope limit ``beta dx / sqrt(g max |d eta|)``
+    (largest surface drop across a wet open face), capped by ``max_dt``. Why the second limit:
+    see the module docstring and docs/hydrology.md."""
+    g, dx = GRAVITY, p["dx"]
+    hmax = torch.clamp(h64.amax(dim=(1, 2)), min=1e-12)
+    dt = torch.clamp(p["alpha"] * dx / torch.sqrt(g * hmax), max=p["max_dt"])
+    if p["beta"] is None:  # slope limit disabled (the pre-issue-13 rule)
+        return dt
+    drops = []
+    for (eta_a, eta_b, hf), name in ((faces_x, "x"), (faces_y, "y")):
+        wet = (hf > p["h_dry"]) & (c[f"open_{name}"] > 0)
+        drops.append(torch.where(wet, torch.abs(eta_b - eta_a), torch.zeros_like(hf)).amax(dim=(1, 2)))
+    drop = torch.clamp(torch.maximum(*drops).to(torch.float64), min=1e-12)
+    return torch.minimum(dt, p["beta"] * dx / torch.sqrt(g * drop))
+
+
 def _make_step(c, spec, p):
     """Build the step function ``step(state, t_end, rain, infil) -> state`` for this run.
 
@@ -296,24 +339,25 @@ def _make_step(c, spec, p):
     ``infil`` (ny,nx) float64 m/s or None. Only tensors change between calls, so a compiled
     version is not recompiled.
     """
-    dtype, dx, g = p["dtype"], p["dx"], GRAVITY
+    dtype, dx = p["dtype"], p["dx"]
     eps = torch.finfo(dtype).eps
 
     def step(state, t_end, rain, infil):
         h64, qx, qy, t, fx, fy, loss, hdt = state
-        # per-storm dt from the deepest cell, rounded down to the quantum, clipped to t_end
-        hmax = torch.clamp(h64.amax(dim=(1, 2)), min=1e-12)
-        dt = torch.clamp(p["alpha"] * dx / torch.sqrt(g * hmax), max=p["max_dt"])
+        h = h64.to(dtype)
+        eta = c["z"] + h
+        faces_x = _face_surfaces(eta, c, spec, "x", -1)
+        faces_y = _face_surfaces(eta, c, spec, "y", -2)
+        # per-storm dt (see _time_step), rounded down to the quantum, clipped to t_end
+        dt = _time_step(h64, faces_x, faces_y, c, p)
         dt = torch.clamp(torch.floor(dt / DT_QUANTUM_S) * DT_QUANTUM_S, min=DT_QUANTUM_S)
         dt = torch.minimum(dt, torch.clamp(t_end - t, min=0.0))
         dt64 = dt.view(-1, 1, 1)
         dtc = dt64.to(dtype)
         active = dt64 > 0
 
-        h = h64.to(dtype)
-        eta = c["z"] + h
-        qx_new = _momentum(qx, h, eta, c, spec, "x", -1, dtc, p)
-        qy_new = _momentum(qy, h, eta, c, spec, "y", -2, dtc, p)
+        qx_new = _momentum(qx, h, eta, faces_x, c, spec, "x", -1, dtc, p)
+        qy_new = _momentum(qy, h, eta, faces_y, c, spec, "y", -2, dtc, p)
         rain_dt = rain * dt64 * c["valid"]  # float64 m; no rain falls on nodata walls
         qx_new, qy_new = _limit_outflow(qx_new, qy_new, h + rain_dt.to(dtype), dtc, dx, eps)
         # storms already at t_end keep their state (dt = 0, but theta smoothing would still act)
@@ -345,7 +389,8 @@ class _Stepper:
                 self.fn = torch.compile(step, dynamic=False)
                 self.compiled = True
             except Exception as err:  # torch.compile itself unavailable (e.g. unsupported Python)
-                warnings.warn(f"torch.compile unavailable ({type(err).__name__}: {err}); running eager", RuntimeWarning)
+                warnings.warn(f"torch.compile unavailable ({type(err).__name__}: {err}); running eager", RuntimeWarning,
+                              stacklevel=3)
 
     def __call__(self, *args):
         if not self.compiled:
@@ -353,8 +398,9 @@ class _Stepper:
         try:
             return self.fn(*args)
         except Exception as err:  # compilation happens at the first call (no C++ compiler, ...)
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-                          "running eager", RuntimeWarning)
+            first_line = str(err).splitlines()[0] if str(err) else ""
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {first_line}); running eager", RuntimeWarning,
+                          stacklevel=4)
             self.fn, self.compiled = self.eager, False
             return self.fn(*args)
 
@@ -364,7 +410,7 @@ class _Stepper:
 
 
 def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, infiltration_mm_per_h=None,
-             hours=None, dtype=torch.float32, device="cpu", alpha=0.5, theta=0.8, h_dry=1e-3, max_dt=60.0,
+             hours=None, dtype=torch.float32, device="cpu", alpha=0.5, theta=0.8, h_dry=1e-3, max_dt=60.0, beta=0.4,
              compile=False, progress=False, initial_depth=None, nodata_mask=None, source=None,
              rain_source=None, output_interval_s=SECONDS_PER_HOUR, steps_per_sync=None) -> SimulationResult:
     """Run the local-inertial solver for one or several storms over one DEM.
@@ -384,7 +430,10 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
     dtype : torch.float32 or torch.float64 compute dtype (continuity is float64 in both) and
         output dtype.
     alpha : CFL coefficient of dt = alpha dx / sqrt(g max h). 0.5 avoids the checkerboard
-        oscillation seen with 0.7 in deep pits (shared/reference/hydrology.md).
+        oscillation seen with 0.7 in deep pits (docs/hydrology.md).
+    beta : surface-slope coefficient of dt = beta dx / sqrt(g max |d eta|) over wet faces, needed
+        where friction dominates (module docstring, docs/hydrology.md); 0.4 is stable on sub-critical
+        slopes with alpha up to 0.7. None (or inf) disables it: the rule before issue 13.
     theta : de Almeida smoothing weight (1 = Bates 2010).
     h_dry : face flow depth [m] below which a face carries no flow.
     max_dt : upper bound of dt [s].
@@ -411,7 +460,8 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
         raise PiffInputError("dtype", f"expected torch.float32 or torch.float64, got {dtype}")
     p = {"dtype": dtype, "dx": dx, "alpha": _check_scalar(alpha, "alpha", 0.0, 1.0, low_open=True),
          "theta": _check_scalar(theta, "theta", 0.0, 1.0), "h_dry": _check_scalar(h_dry, "h_dry", 0.0, low_open=True),
-         "max_dt": _check_scalar(max_dt, "max_dt", DT_QUANTUM_S)}
+         "max_dt": _check_scalar(max_dt, "max_dt", DT_QUANTUM_S),
+         "beta": None if beta is None or beta == math.inf else _check_scalar(beta, "beta", 0.0, low_open=True)}
     spec = parse_boundaries(boundaries)
     try:
         device = torch.device(device)
@@ -465,7 +515,7 @@ def _uniform_or_raster(a):
 def _settings(p, n, infil, spec, compiled, device) -> dict:
     """Solver settings recorded with the results for provenance."""
     return {"scheme": "local-inertial (Bates 2010) with theta smoothing (de Almeida 2012)",
-            "alpha": p["alpha"], "theta": p["theta"], "h_dry": p["h_dry"], "max_dt": p["max_dt"],
+            "alpha": p["alpha"], "beta": p["beta"], "theta": p["theta"], "h_dry": p["h_dry"], "max_dt": p["max_dt"],
             "manning": _uniform_or_raster(n), "infiltration_mm_per_h": _uniform_or_raster(infil),
             "boundaries": spec.to_string(), "dtype": str(p["dtype"]).replace("torch.", ""),
             "compiled": compiled, "device": str(device)}
@@ -535,7 +585,7 @@ def _mass_balance(rain, interval, mask, dx, h0, storage_end, budget) -> list:
 
 
 def continuity_residual(result: SimulationResult, relative: bool = False) -> np.ndarray:
-    """Residual of the discrete continuity identity (docs/architecture.md) on the saved arrays.
+    """Residual of the discrete continuity identity (:mod:`piff.hydro.continuity`) on the saved arrays.
 
     Returns ``(S, T, ny, nx)`` float64: for interval k = 1..T,
     ``depth[k] - depth[k-1] - (net face inflow / dx + rain - loss)`` in metres; 0 on nodata
@@ -545,14 +595,14 @@ def continuity_residual(result: SimulationResult, relative: bool = False) -> np.
     d = result.depth.astype(np.float64)
     fx = result.flux_x[:, 1:].astype(np.float64)
     fy = result.flux_y[:, 1:].astype(np.float64)
-    rain_m = result.rain_mm_per_h[:, 1:].astype(np.float64) * (result.output_interval_s / SECONDS_PER_HOUR) / MM_PER_M
+    rain = result.rain_mm_per_h[:, 1:].astype(np.float64)
     loss = result.loss[:, 1:].astype(np.float64)
-    ddepth = d[:, 1:] - d[:, :-1]
-    inflow = (fx[..., :-1] - fx[..., 1:] + fy[..., :-1, :] - fy[..., 1:, :]) / result.dx
-    res = ddepth - inflow - rain_m[..., None, None] + loss
+    interval_h = result.output_interval_s / SECONDS_PER_HOUR
+    res = water_balance_residual_m(d[:, 1:], d[:, :-1], fx, fy, rain, result.dx, loss, interval_h=interval_h)
     res[..., result.nodata_mask] = 0.0
     if relative:
-        scale = (np.abs(d[:, 1:]) + np.abs(d[:, :-1]) + rain_m[..., None, None] + np.abs(loss)
-                 + (np.abs(fx[..., :-1]) + np.abs(fx[..., 1:]) + np.abs(fy[..., :-1, :]) + np.abs(fy[..., 1:, :])) / result.dx)
+        faces = (np.abs(fx[..., :-1]) + np.abs(fx[..., 1:]) + np.abs(fy[..., :-1, :]) + np.abs(fy[..., 1:, :]))
+        scale = (np.abs(d[:, 1:]) + np.abs(d[:, :-1]) + mm_to_m(rain * interval_h)[..., None, None] + np.abs(loss)
+                 + faces / result.dx)
         res = res / np.maximum(scale, np.finfo(np.float64).tiny)
     return res

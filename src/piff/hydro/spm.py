@@ -3,7 +3,7 @@
 PIFF feeds a static "simplified inundation model" map (Yang et al., Water 2015, 7(2):438) as an
 extra input channel: one depth map per 5 mm bin of the cumulative rainfall of the 24-h window
 (5..720 mm, 144 maps), looked up per sample. :class:`FillAndSpill` re-creates that idea once per
-DEM (see shared/reference/hydrology.md):
+DEM (docs/hydrology.md):
 
 1. priority-flood fill (pyflwdir) with outlets only where water can leave (sea / free edges);
    closed walls are not outlets;
@@ -26,11 +26,12 @@ volume-preserving water-level downscaling.
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from piff.units import mm_to_m
 
 SPM_BIN_MM = 5.0
 SPM_BINS_MM = np.arange(5, 725, 5)  # 5, 10, ..., 720 mm: 144 bins
@@ -275,7 +276,7 @@ class FillAndSpill:
         return self._zs[idx] + (v - self._vol[idx]) / (self.cell_area * (self._rank[idx] + 1))
 
     def _maps(self, rain_mm) -> tuple[np.ndarray, dict]:
-        rain_m = np.atleast_1d(np.asarray(rain_mm, np.float64)) / 1000.0
+        rain_m = mm_to_m(np.atleast_1d(np.asarray(rain_mm, np.float64)))
         if np.any(~np.isfinite(rain_m)) or np.any(rain_m < 0):
             raise ValueError("rainfall depths must be finite and >= 0 mm")
         stored, inflow = self._route(rain_m)
@@ -405,6 +406,23 @@ def spm_bin_index(window_sum_mm):
         return torch.round(b / SPM_BIN_MM).to(torch.int64) - 1
     idx = np.rint(np.asarray(b) / SPM_BIN_MM).astype(np.int64) - 1
     return int(idx) if idx.ndim == 0 else idx
+
+
+def spm_lookup(table: np.ndarray, window_sum_mm, bins_mm=SPM_BINS_MM) -> np.ndarray:
+    """The prior map of each 24-h window sum [mm]: the table's map of the sum's bin
+    (:func:`spm_bin`), and an all-dry map for a window without rain (docs/architecture.md).
+
+    ``table`` (n_bins, ny, nx) holds one map per value of ``bins_mm`` (ascending; a sum whose
+    bin the table lacks takes the next larger bin, the last one beyond it; None: SPM_BINS_MM). Returns float32
+    (ny, nx) for a scalar sum, (..., ny, nx) for an array of sums. The one lookup used by the
+    torch Dataset, ``piff predict`` and the figures.
+    """
+    sums = np.asarray(window_sum_mm, np.float64)
+    table = np.asarray(table)
+    bins_mm = SPM_BINS_MM if bins_mm is None else bins_mm
+    rows = np.minimum(np.searchsorted(np.asarray(bins_mm, np.float64), spm_bin(sums)), table.shape[0] - 1)
+    maps = table[rows].astype(np.float32)
+    return np.where((sums > 0)[..., None, None], maps, np.float32(0.0))
 
 
 def _is_torch(x) -> bool:

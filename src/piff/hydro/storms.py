@@ -25,6 +25,11 @@ real_like_a / real_like_b
 
 Every shape is a cumulative mass curve ``F(u)`` on ``u`` in [0, 1] (or hourly fractions) scaled to
 the requested duration, so totals are preserved exactly for any number of hours.
+
+Rainfall files (:func:`read_rainfall`) come in the layouts of :data:`RAINFALL_LAYOUTS`; an
+``hour`` column must count 1..N (PIFF's ``time`` column 0..N-1 or 1..N) in steps of one, and an
+intensity above :data:`MAX_MM_PER_H` is an error: the world record for one hour is about 305 mm,
+so such a value is a unit or typing mistake, not a storm.
 """
 
 from __future__ import annotations
@@ -86,6 +91,20 @@ class Storm:
 # shapes as hourly fractions of the total (each sums to 1)
 
 
+# The model sees the 24 hourly intensities ending at its target hour (docs/architecture.md).
+WINDOW_HOURS = 24
+
+
+def rain_window(rainfall: np.ndarray, hour: int, window: int = WINDOW_HOURS) -> np.ndarray:
+    """The ``window`` intensities [mm/h] ending at ``hour`` from a (time,) hyetograph stored with
+    ``rainfall[0] = 0`` (interval convention), zero-padded on the left, float32."""
+    out = np.zeros(window, np.float32)
+    lo = max(1, hour - window + 1)
+    vals = rainfall[lo:hour + 1]
+    out[window - len(vals):] = vals
+    return out
+
+
 def _from_mass_curve(F, hours: int) -> np.ndarray:
     """Hourly fractions from a cumulative mass curve F(u), u in [0, 1], F(0) = 0, F(1) = 1."""
     cum = np.asarray(F(np.linspace(0.0, 1.0, hours + 1)), float)
@@ -131,8 +150,9 @@ def _double_peak(hours: int) -> np.ndarray:
     from scipy.special import ndtr
 
     def F(u):
-        return 0.10 * u + 0.35 * (ndtr((u - 0.30) / 0.08) - ndtr(-0.30 / 0.08)) / (ndtr(0.70 / 0.08) - ndtr(-0.30 / 0.08)) \
-            + 0.55 * (ndtr((u - 0.70) / 0.07) - ndtr(-0.70 / 0.07)) / (ndtr(0.30 / 0.07) - ndtr(-0.70 / 0.07))
+        return (0.10 * u
+                + 0.35 * (ndtr((u - 0.30) / 0.08) - ndtr(-0.30 / 0.08)) / (ndtr(0.70 / 0.08) - ndtr(-0.30 / 0.08))
+                + 0.55 * (ndtr((u - 0.70) / 0.07) - ndtr(-0.70 / 0.07)) / (ndtr(0.30 / 0.07) - ndtr(-0.70 / 0.07)))
 
     return _from_mass_curve(F, hours)
 
@@ -261,10 +281,19 @@ def scenario_grid(totals=None, shapes=None, hours: int = 24, cap_mm_per_h: float
 # rainfall files
 
 
+# An hourly intensity above this is not rain but an error in the file (mm/h vs mm/day, an extra
+# digit): the world record for one hour is about 305 mm.
+MAX_MM_PER_H = 400.0
+RAINFALL_LAYOUTS = ("'hour,mm_per_h' rows (hours 1..N)", "PIFF's 'time,inflow_<id>,...' (one column per scenario)",
+                    "a header-less 'hour,mm_per_h' or single mm_per_h column")
+
+
 def _read_rows(path) -> list[list[str]]:
     path = Path(path)
     if not path.exists():
         raise PiffInputError(path, "rainfall file does not exist")
+    if not path.is_file():
+        raise PiffInputError(path, "is not a file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = [[c.strip() for c in row] for row in csv.reader(fh)]
@@ -276,8 +305,16 @@ def _read_rows(path) -> list[list[str]]:
     return rows
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _value(path, text: str, row: int, column: str) -> float:
-    """One intensity cell: a finite number >= 0 (row is the 1-based line number in the file)."""
+    """One intensity cell: a finite number in [0, MAX_MM_PER_H] (row: 1-based line in the file)."""
     if text == "":
         raise PiffInputError(path, f"missing value in row {row}, column {column}")
     try:
@@ -288,7 +325,32 @@ def _value(path, text: str, row: int, column: str) -> float:
         raise PiffInputError(path, f"value {text!r} in row {row}, column {column} is not finite")
     if v < 0:
         raise PiffInputError(path, f"negative rainfall {v:g} mm/h in row {row}, column {column}")
+    if v > MAX_MM_PER_H:
+        raise PiffInputError(path, f"{v:g} mm/h in row {row}, column {column} is above {MAX_MM_PER_H:g} mm/h "
+                                   "(the one-hour world record is about 305 mm): check the units")
     return v
+
+
+def _check_hours(path, cells: list[str], first_row: int, column: str, starts=(1,)) -> None:
+    """The hour column counts ``start, start + 1, ...`` (start in ``starts``): no gaps,
+    duplicates or disorder; the error names the first row that breaks it."""
+    expected = None
+    for i, text in enumerate(cells):
+        row = first_row + i
+        try:
+            hour = float(text)
+        except ValueError:
+            raise PiffInputError(path, f"row {row}: {column} {text!r} is not an hour number") from None
+        if expected is None:
+            if hour not in starts:
+                raise PiffInputError(path, f"row {row}: the {column} column starts at {text}, expected "
+                                           f"{' or '.join(str(s) for s in starts)}")
+            expected = hour
+        if hour != expected:
+            problem = "repeats an hour" if hour < expected else "skips an hour"
+            raise PiffInputError(path, f"row {row}: {column} {text} where {expected:g} was expected ({problem}; "
+                                       f"hours count {starts[-1]:g}, {starts[-1] + 1:g}, ... in steps of 1)")
+        expected += 1
 
 
 def _inflow_id(name: str) -> int | None:
@@ -298,8 +360,9 @@ def _inflow_id(name: str) -> int | None:
 
 
 def read_scenario_csv(path) -> dict[int, np.ndarray]:
-    """PIFF's ``scenario_rainfall.csv``: a ``time`` column and one ``inflow_<id>`` column per
-    scenario (ids of 2 or 3 digits), one row per hour in mm/h. Returns {id: (hours,) array}."""
+    """PIFF's ``scenario_rainfall.csv``: a ``time`` column (whole hours, 0.. or 1.., in steps of
+    one) and one ``inflow_<id>`` column per scenario, one row per hour in mm/h. Returns
+    {id: (hours,) array} in row order."""
     rows = _read_rows(path)
     header = rows[0]
     ids = {j: _inflow_id(name) for j, name in enumerate(header) if _inflow_id(name) is not None}
@@ -307,10 +370,17 @@ def read_scenario_csv(path) -> dict[int, np.ndarray]:
         raise PiffInputError(path, "no inflow_<id> columns in the header")
     if len(set(ids.values())) != len(ids):
         raise PiffInputError(path, "a scenario id appears in two inflow_<id> columns")
+    others = [name for j, name in enumerate(header) if j not in ids]
+    if [n.lower() for n in others] != ["time"] or header[0].lower() != "time":
+        raise PiffInputError(path, f"header {','.join(header)!r}: PIFF's layout is a first column 'time' and then "
+                                   "inflow_<id> columns only")
     if len(rows) < 2:
         raise PiffInputError(path, "no data rows")
+    _check_hours(path, [r[0] for r in rows[1:]], 2, "time", starts=(0, 1))
     out = {sid: np.empty(len(rows) - 1) for sid in ids.values()}
     for i, row in enumerate(rows[1:]):
+        if len(row) > len(header):
+            raise PiffInputError(path, f"row {i + 2} has {len(row)} columns, the header {len(header)}")
         for j, sid in ids.items():
             text = row[j] if j < len(row) else ""
             out[sid][i] = _value(path, text, i + 2, header[j])
@@ -318,27 +388,30 @@ def read_scenario_csv(path) -> dict[int, np.ndarray]:
 
 
 def read_hyetograph(path) -> np.ndarray:
-    """A plain csv of ``hour,mm_per_h`` rows (header optional; a single mm_per_h column is also
-    accepted). Returns the (hours,) intensities in file order."""
+    """A csv of ``hour,mm_per_h`` rows, hours 1..N (the header may be left out), or a single
+    column of intensities without header. Returns the (hours,) intensities in hour order."""
     rows = _read_rows(path)
     first = rows[0]
-    try:
-        [float(c) for c in first]
+    if all(_is_number(c) for c in first):
         data, start = rows, 1
-    except ValueError:  # a header line
+    elif [c.lower() for c in first] == ["hour", "mm_per_h"]:
         data, start = rows[1:], 2
+    else:
+        raise PiffInputError(path, f"header {','.join(first)!r} is not a rainfall layout; accepted: "
+                                   + "; ".join(RAINFALL_LAYOUTS))
     if not data:
         raise PiffInputError(path, "no data rows")
-    width = len(data[0])
+    width = len(first)
     if width not in (1, 2):
         raise PiffInputError(path, f"expected 2 columns (hour, mm_per_h), found {width}")
-    col = "mm_per_h" if width == 1 else "2 (mm_per_h)"
-    values = []
     for i, row in enumerate(data):
         if len(row) != width:
-            raise PiffInputError(path, f"row {i + start} has {len(row)} columns, expected {width}")
-        values.append(_value(path, row[-1], i + start, col))
-    return np.array(values)
+            raise PiffInputError(path, f"row {i + start} has {len(row)} columns; expected {width} columns "
+                                       f"({'hour, mm_per_h' if width == 2 else 'mm_per_h'})")
+    if width == 2:
+        _check_hours(path, [r[0] for r in data], start, "hour")
+    col = "mm_per_h" if width == 1 else "2 (mm_per_h)"
+    return np.array([_value(path, row[-1], i + start, col) for i, row in enumerate(data)])
 
 
 def read_rainfall(path, scenario: int | None = None) -> np.ndarray:

@@ -11,6 +11,7 @@ Readers accept GeoTIFF (and other GDAL rasters), netCDF and ``.npy``; bad input 
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,12 @@ import numpy as np
 from scipy import ndimage
 
 from piff.atomic import atomic_path
+from piff.cf import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
 from piff.errors import PiffInputError
 
 EDGES = ("left", "right", "top", "bottom")
 # metres per degree of latitude (mean Earth radius 6371.0 km)
 _M_PER_DEG = 6371000.0 * np.pi / 180.0
-_NC_SUFFIXES = (".nc", ".nc4", ".cdf", ".netcdf")
 _NC_NAMES = ("elevation", "z", "dem", "Band1")
 
 
@@ -288,6 +289,55 @@ def _window_origin(shape, window, offset: int) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
+# grid operations
+
+
+def nearest_fill(elevation: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each invalid cell takes the value of its nearest valid cell (for interpolation only)."""
+    if valid.all():
+        return elevation
+    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return elevation[tuple(idx)]
+
+
+def resample_terrain(terrain: Terrain, dx: float) -> Terrain:
+    """Bilinear resampling of a DEM to square cells of ``dx`` metres over the same extent (the
+    top-left corner is kept; the cell count is rounded, so the far edges move by < dx/2).
+
+    A new cell is nodata when the bilinear weight of valid source cells at its centre is < 0.5;
+    nodata cells are nearest-filled before interpolating so they do not leak NaN. For large
+    coarsening factors (> 2) an area average (e.g. ``gdalwarp -r average``) is the better tool:
+    bilinear point sampling ignores the source cells between the sample points.
+    """
+    ny, nx = terrain.shape
+    ratio = terrain.dx / float(dx)  # new cells per source cell
+    my, mx = max(2, round(ny * ratio)), max(2, round(nx * ratio))
+    # source index coordinates of the new cell centres (source cell i's centre is at i)
+    rows = (np.arange(my) + 0.5) / ratio - 0.5
+    cols = (np.arange(mx) + 0.5) / ratio - 0.5
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    valid = terrain.valid_mask()
+    z = ndimage.map_coordinates(nearest_fill(terrain.elevation.astype(np.float64), valid), grid, order=1,
+                                mode="nearest")
+    keep = ndimage.map_coordinates(valid.astype(np.float64), grid, order=1, mode="nearest") >= 0.5
+    if not keep.any():
+        raise PiffInputError(terrain.name, "no valid cell left after resampling")
+    a, b, c, d, e, f = terrain.geotransform()
+    transform = (math.copysign(dx, a), b, c, d, math.copysign(dx, e), f)
+    return Terrain(np.where(keep, z, np.nan).astype(np.float32), float(dx), crs=terrain.crs,
+                   transform=transform if terrain.transform is not None else None,
+                   nodata_mask=None if keep.all() else ~keep, name=terrain.name, sea_edge=terrain.sea_edge)
+
+
+def cell_centres(terrain: Terrain) -> tuple[np.ndarray, np.ndarray]:
+    """(x (nx,), y (ny,)) cell-centre coordinates [CRS units, m] from the DEM's transform (or
+    the local grid of piff.hydro.terrain when it has none)."""
+    a, _, c, _, e, f = terrain.geotransform()
+    ny, nx = terrain.shape
+    return c + a * (np.arange(nx) + 0.5), f + e * (np.arange(ny) + 0.5)
+
+
+# --------------------------------------------------------------------------------------------
 # reading
 
 
@@ -311,7 +361,7 @@ def read_dem(path, dx: float | None = None) -> Terrain:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _read_npy(path, dx)
-    if suffix in _NC_SUFFIXES:
+    if suffix in NETCDF_SUFFIXES:
         return _read_netcdf(path, dx)
     return _read_gdal(path, dx)
 
@@ -376,7 +426,8 @@ def _read_gdal(path: Path, dx) -> Terrain:
         if not georeferenced:
             raise PiffInputError(path, "has no georeferencing (no CRS, identity transform): give dx (--dx METRES)")
         if crs is not None and crs.is_geographic:
-            raise PiffInputError(path, "has a geographic CRS (cells in degrees): reproject to metres or give dx (--dx METRES)")
+            raise PiffInputError(path, "has a geographic CRS (cells in degrees): "
+                                       "reproject to metres or give dx (--dx METRES)")
         if not np.isclose(abs(tr.a), abs(tr.e), rtol=1e-6):
             raise PiffInputError(path, f"non-square cells ({abs(tr.a):g} x {abs(tr.e):g}); resample to square cells")
         dx = abs(tr.a)
@@ -466,8 +517,8 @@ def write_dem(terrain: Terrain, path) -> Path:
     (a temporary file in the same folder, then ``os.replace``). NaN marks nodata in all three."""
     path = Path(path)
     suffix = path.suffix.lower()
-    writers = {".tif": _write_tif, ".tiff": _write_tif, ".npy": _write_npy}
-    writers.update({s: _write_nc for s in _NC_SUFFIXES})
+    writers = {".npy": _write_npy, **{s: _write_tif for s in GEOTIFF_SUFFIXES},
+               **{s: _write_nc for s in NETCDF_SUFFIXES}}
     if suffix not in writers:
         raise PiffInputError(path, "unknown DEM format: use .tif, .nc or .npy")
     with atomic_path(path, suffix=suffix) as tmp:  # the suffix tells rasterio/xarray the format
@@ -498,19 +549,13 @@ def _write_tif(terrain: Terrain, tmp: str) -> None:
 def _write_nc(terrain: Terrain, tmp: str) -> None:
     import xarray as xr
 
+    from piff import cf
+
     z = _elevation_with_nan(terrain)
-    ny, nx = z.shape
-    a, _, c, _, e, f = terrain.geotransform()
-    x = c + (np.arange(nx) + 0.5) * a
-    y = f + (np.arange(ny) + 0.5) * e
     ds = xr.Dataset(
-        {"elevation": (("y", "x"), z, {"units": "m", "standard_name": "surface_altitude", "long_name": "bed elevation"})},
-        coords={"x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate", "axis": "X"}),
-                "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate", "axis": "Y"})},
-        attrs={"Conventions": "CF-1.10", "title": f"DEM {terrain.name}", "cell_size_m": float(terrain.dx)})
-    if terrain.crs:
-        ds["crs"] = xr.DataArray(np.int32(0), attrs={"crs_wkt": terrain.crs, "spatial_ref": terrain.crs})
-        ds["elevation"].attrs["grid_mapping"] = "crs"
-    encoding = {"elevation": {"dtype": "float32", "zlib": True, "complevel": 4, "_FillValue": np.float32(np.nan)},
-                "x": {"_FillValue": None}, "y": {"_FillValue": None}}
-    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        {"elevation": (("y", "x"), z,
+                       {"units": "m", "standard_name": "surface_altitude", "long_name": "bed elevation"})},
+        coords=cf.grid_coords(*z.shape, terrain.geotransform()),
+        attrs={"Conventions": cf.CONVENTIONS, "title": f"DEM {terrain.name}", "cell_size_m": float(terrain.dx)})
+    cf.add_crs(ds, terrain.crs, terrain.transform)
+    ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=cf.encoding_for(ds, nan_fill=("elevation",)))

@@ -4,7 +4,7 @@
 writes the result):
 
 1. checks: a projected (metric) DEM whose cell size matches the model's training cell size
-   (:func:`check_projected`, :func:`check_cell_size`; :func:`resample_terrain` adapts a DEM
+   (:func:`check_projected`, :func:`check_cell_size`; :func:`piff.hydro.terrain.resample_terrain` adapts a DEM
    of another cell size);
 2. the prior, once per DEM: the SPM fill-and-spill of the whole DEM (water routing is global,
    so it is never computed per tile) looked up per hour from the 24-h window sum, or the coarse
@@ -37,23 +37,23 @@ import math
 import re
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
-from scipy import ndimage
+from tqdm import tqdm
 
-from piff import __version__
-from piff.atomic import atomic_path
+from piff.choices import PRIORS, SAMPLERS, STOCHASTIC_SAMPLERS
+from piff.data.outputs import prediction_dataset
 from piff.errors import PiffInputError
+from piff.hydro.storms import rain_window
 from piff.hydro.terrain import Terrain
 from piff.inference import tiling
+from piff.model.trained import TrainedModel, resolve_device
+from piff.units import M2_PER_KM2
 
 THRESHOLDS_M = (0.1, 0.3, 0.5)
 DEFAULT_BOUNDARY = "left=free,right=free,top=free,bottom=free"
-SAMPLERS = ("euler", "heun", "euler_maruyama")
-STOCHASTIC_SAMPLERS = ("euler_maruyama",)
 # A DEM cell size within 1 % of the training cell size is the same grid for the model
 # (GeoTIFFs often carry 19.9999 m for 20 m).
 CELL_SIZE_RTOL = 0.01
@@ -115,15 +115,7 @@ def check_rain(rain_mm_per_h, hours, source) -> np.ndarray:
     return rain
 
 
-# ----------------------------------------------------------------------------- DEM handling
-def nearest_fill(elevation: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Each invalid cell takes the value of its nearest valid cell (for interpolation only)."""
-    if valid.all():
-        return elevation
-    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-    return elevation[tuple(idx)]
-
-
+# ----------------------------------------------------------------------------- the network's DEM
 def network_elevation(terrain: Terrain) -> np.ndarray:
     """The DEM the network sees: nodata cells at the highest valid elevation (walls; see the
     module docstring), float32 metres."""
@@ -131,49 +123,10 @@ def network_elevation(terrain: Terrain) -> np.ndarray:
     return np.where(valid, terrain.elevation, np.nanmax(terrain.elevation[valid])).astype(np.float32)
 
 
-def resample_terrain(terrain: Terrain, dx: float) -> Terrain:
-    """Bilinear resampling of a DEM to square cells of ``dx`` metres over the same extent (the
-    top-left corner is kept; the cell count is rounded, so the far edges move by < dx/2).
-
-    A new cell is nodata when the bilinear weight of valid source cells at its centre is < 0.5;
-    nodata cells are nearest-filled before interpolating so they do not leak NaN. For large
-    coarsening factors (> 2) an area average (e.g. ``gdalwarp -r average``) is the better tool:
-    bilinear point sampling ignores the source cells between the sample points.
-    """
-    ny, nx = terrain.shape
-    ratio = terrain.dx / float(dx)  # new cells per source cell
-    my, mx = max(2, round(ny * ratio)), max(2, round(nx * ratio))
-    # source index coordinates of the new cell centres (source cell i's centre is at i)
-    rows = (np.arange(my) + 0.5) / ratio - 0.5
-    cols = (np.arange(mx) + 0.5) / ratio - 0.5
-    grid = np.meshgrid(rows, cols, indexing="ij")
-    valid = terrain.valid_mask()
-    z = ndimage.map_coordinates(nearest_fill(terrain.elevation.astype(np.float64), valid), grid, order=1,
-                                mode="nearest")
-    keep = ndimage.map_coordinates(valid.astype(np.float64), grid, order=1, mode="nearest") >= 0.5
-    if not keep.any():
-        raise PiffInputError(terrain.name, "no valid cell left after resampling")
-    a, b, c, d, e, f = terrain.geotransform()
-    transform = (math.copysign(dx, a), b, c, d, math.copysign(dx, e), f)
-    return Terrain(np.where(keep, z, np.nan).astype(np.float32), float(dx), crs=terrain.crs,
-                   transform=transform if terrain.transform is not None else None,
-                   nodata_mask=None if keep.all() else ~keep, name=terrain.name, sea_edge=terrain.sea_edge)
-
-
-def cell_centres(terrain: Terrain) -> tuple[np.ndarray, np.ndarray]:
-    """(x (nx,), y (ny,)) cell-centre coordinates [CRS units, m] from the DEM's transform (or
-    the local grid of piff.hydro.terrain when it has none)."""
-    a, _, c, _, e, f = terrain.geotransform()
-    ny, nx = terrain.shape
-    return c + a * (np.arange(nx) + 0.5), f + e * (np.arange(ny) + 0.5)
-
-
 # ----------------------------------------------------------------------------- prior
 def rain_windows(rain_mm_per_h: np.ndarray, hours) -> np.ndarray:
     """(len(hours), 24) mm/h: the 24 intensities ending at each hour, left-padded with zeros
     (docs/architecture.md)."""
-    from piff.data.torch_dataset import rain_window
-
     stored = np.concatenate([[0.0], rain_mm_per_h])  # interval convention: time 0 holds 0
     return np.stack([rain_window(stored, int(h)) for h in hours])
 
@@ -188,7 +141,7 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
     grid, downscaled) at each hour.
     """
     from piff.hydro.boundary import parse_boundaries
-    from piff.hydro.spm import FillAndSpill, coarse_dynamic_prior, spm_bin
+    from piff.hydro.spm import FillAndSpill, coarse_dynamic_prior, spm_bin, spm_lookup
 
     spec = parse_boundaries(boundary)
     valid = terrain.valid_mask()
@@ -199,13 +152,12 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
         out[:] = maps[list(hours)]
     elif prior == "spm":
         sums = rain_windows(rain_mm_per_h, hours).astype(np.float64).sum(axis=1)
-        wet = np.flatnonzero(sums > 0)
-        if wet.size:
+        if np.any(sums > 0):  # only the bins these hours need, the map of a dry window stays dry
             fs = FillAndSpill(terrain.elevation, terrain.dx, spec.outlet_mask(terrain.shape), nodata_mask=~valid)
-            bins, which = np.unique(spm_bin(sums[wet]), return_inverse=True)
-            out[wet] = fs.table(bins)[which]
+            bins = np.unique(spm_bin(sums[sums > 0]))
+            out[:] = spm_lookup(fs.table(bins), sums, bins)
     else:
-        raise ValueError(f"prior must be 'spm' or 'coarse', got {prior!r}")
+        raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     return np.where(valid, out, 0.0).astype(np.float32)
 
 
@@ -250,18 +202,10 @@ class _WindowSampler:
 
     def _run(self, elevation: np.ndarray, prior: np.ndarray, hour: np.ndarray) -> np.ndarray:
         """(n, th, tw) metres and (n,) hour positions -> (n, th, tw) depth [m] from the network."""
-        from piff.model import predict, sample
-
-        t = self.trained
         z = torch.as_tensor(elevation[:, None], dtype=torch.float32, device=self.device)
         p = torch.as_tensor(prior[:, None], dtype=torch.float32, device=self.device)
         rain = self.rain[torch.as_tensor(hour, device=self.device)]
-        with torch.no_grad():
-            if t.kind == "regression":
-                out = predict(t.model, t.normaliser, z, p, rain)
-            else:
-                out = sample(t.model, t.bridge, t.normaliser, z, p, rain, nfe=self.nfe, method=self.sampler,
-                             generator=self.generator)
+        out = self.trained.predict(z, p, rain, nfe=self.nfe, sampler=self.sampler, generator=self.generator)
         return out[:, 0].float().cpu().numpy()
 
 
@@ -272,22 +216,15 @@ def _hour_generator(seed: int, hour: int, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(state)
 
 
-def resolve_device(device) -> torch.device:
-    """``"auto"``: the first CUDA GPU if there is one, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 # ----------------------------------------------------------------------------- the pipeline
-def predict_maps(trained, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10, sampler: str = "euler",
+def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10, sampler: str = "euler",
                  members: int = 1, seed: int = 0, device="cpu", batch_size: int = 8, *,
                  boundary=DEFAULT_BOUNDARY, overlap: float = DEFAULT_OVERLAP, tile=None,
                  thresholds=THRESHOLDS_M, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
                  progress: bool = False, source=None) -> xr.Dataset:
     """Flood-depth maps [m] of ``terrain`` for the forecast ``rain_mm_per_h`` at ``hours``.
 
-    trained : a :class:`piff.training.objective.TrainedModel` (``load_trained``).
+    trained : a :class:`piff.model.trained.TrainedModel` (``load_trained``).
     terrain : the DEM (projected CRS, cell size = the model's training cell size).
     rain_mm_per_h : (T,) hourly intensities [mm/h], ``rain[j]`` falling during (j, j+1] h.
     hours : hours (1..T) after the storm start at which to predict the (instantaneous) depth.
@@ -321,12 +258,12 @@ def predict_maps(trained, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10,
     device = resolve_device(device)
 
     valid = terrain.valid_mask()
-    prior_kind = trained.meta["train_config"].get("prior", "spm")
-    uses_prior = bool(trained.model.config.use_spm)
-    priors = (prior_maps(terrain, rain, hours, prior=prior_kind, boundary=boundary, coarse_factor=coarse_factor)
+    uses_prior = trained.prior != "none"
+    priors = (prior_maps(terrain, rain, hours, prior=trained.prior, boundary=boundary, coarse_factor=coarse_factor)
               if uses_prior else np.zeros((len(hours),) + terrain.shape, np.float32))
     elevation = network_elevation(terrain) + np.float32(elevation_offset_m)
     _warn_elevation_range(trained.normaliser, elevation[valid], source)
+    _warn_rain_range(trained, rain, hours)
     windows = rain_windows(rain, hours)
     n_tiles = len(tiling.tile_windows(terrain.shape, tile, overlap))
 
@@ -335,7 +272,7 @@ def predict_maps(trained, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10,
     # do not depend on which other hours are requested; the members fill the batches.
     groups = [list(range(len(hours)))] if not stochastic else [[k] for k in range(len(hours))]
     stats = []
-    with _progress_bar(len(hours) * n_tiles, progress) as bar:
+    with tqdm(total=len(hours) * n_tiles, desc="predict", unit="tile", disable=not progress) as bar:
         for group in groups:
             n_group = len(group)
             fn = _WindowSampler(trained, windows[group], nfe=nfe, sampler=sampler, members=members,
@@ -348,8 +285,8 @@ def predict_maps(trained, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10,
     nan = ~valid
     mean[:, nan], std[:, nan], p[:, :, nan] = np.nan, np.nan, np.nan
 
-    ds = _dataset(terrain, hours, rain, windows, mean, std, p, priors if uses_prior else None, thresholds)
-    ds.attrs.update(_provenance(trained, nfe, sampler, members, seed, device, prior_kind if uses_prior else "none",
+    ds = prediction_dataset(terrain, hours, rain, windows, mean, std, p, priors if uses_prior else None, thresholds)
+    ds.attrs.update(_provenance(trained, nfe, sampler, members, seed, device, trained.prior,
                                 boundary, coarse_factor, tile, overlap, n_tiles, elevation_offset_m, terrain.dx))
     ds.attrs["wall_time_s"] = time.perf_counter() - t_start
     return ds
@@ -414,6 +351,19 @@ def _finish_stats(stats: np.ndarray, thresholds, stochastic: bool):
     return mean.astype(np.float32), std.astype(np.float32), p.astype(np.float32)
 
 
+def _warn_rain_range(trained: TrainedModel, rain: np.ndarray, hours) -> None:
+    """Warn, naming the hour, when the forecast is more intense than any training hour: the
+    network saturates outside its training range (a 10 000 mm/h hour looks like 20 mm/h)."""
+    limit = trained.rain_max_mm_per_h
+    if limit is None:
+        return
+    used = rain[: max(hours)]
+    if used.max() > limit:
+        k = int(np.argmax(used))
+        warnings.warn(f"rainfall: hour {k + 1} has {used[k]:g} mm/h, beyond the 0-{limit:g} mm/h range of the storms "
+                      f"{trained.path} was trained on; its maps there are extrapolations", stacklevel=3)
+
+
 def _warn_elevation_range(normaliser, z_valid: np.ndarray, source) -> None:
     """Warn when the DEM sits far outside the training elevations (another vertical datum?)."""
     offset = (float(np.median(z_valid)) - normaliser.elevation_mean) / normaliser.elevation_std
@@ -423,106 +373,12 @@ def _warn_elevation_range(normaliser, z_valid: np.ndarray, source) -> None:
                       "seen such elevations (consider --match-elevation)", stacklevel=3)
 
 
-class _progress_bar:
-    """tqdm over hours x tiles when ``enabled``; otherwise a no-op with the same ``update``."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.bar = total, enabled, None
-
-    def __enter__(self):
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, desc="predict", unit="tile")
-        return self
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-        return False
-
-
-def _dataset(terrain, hours, rain, windows, mean, std, p, priors, thresholds) -> xr.Dataset:
-    """The CF-1.10 output layout."""
-    x, y = cell_centres(terrain)
-    gm = {"grid_mapping": "crs"} if terrain.crs else {}
-    proj = bool(terrain.crs)
-    coords = {
-        "time": ("time", np.asarray(hours, np.float64), {"long_name": "hours since storm start", "units": "h",
-                                                         "axis": "T"}),
-        "threshold": ("threshold", np.asarray(thresholds, np.float32), {"long_name": "depth threshold",
-                                                                         "units": "m"}),
-        "y": ("y", y, {"long_name": "cell-centre y", "units": "m", "axis": "Y",
-                       **({"standard_name": "projection_y_coordinate"} if proj else {})}),
-        "x": ("x", x, {"long_name": "cell-centre x", "units": "m", "axis": "X",
-                       **({"standard_name": "projection_x_coordinate"} if proj else {})}),
-    }
-    point = {"cell_methods": "time: point", **gm}
-    data = {
-        "depth_mean": (("time", "y", "x"), mean, {"long_name": "ensemble mean of the predicted water depth",
-                                                  "units": "m", **point}),
-        "depth_std": (("time", "y", "x"), std, {"long_name": "ensemble standard deviation of the predicted water depth",
-                                                "units": "m", **point}),
-        "p_exceed": (("time", "threshold", "y", "x"), p, {
-            "long_name": "probability that the water depth exceeds the threshold", "units": "1", **point}),
-        "elevation": (("y", "x"), terrain.elevation.astype(np.float32), {
-            "long_name": "bed elevation", "units": "m", "standard_name": "surface_altitude", **gm}),
-        "rainfall": (("time",), rain[np.asarray(hours) - 1].astype(np.float32), {
-            "long_name": "rainfall intensity over the interval (k-1, k] ending at this time", "units": "mm h-1"}),
-        "rain_window_sum": (("time",), windows.sum(axis=1).astype(np.float32), {
-            "long_name": "rainfall of the 24 h ending at this time (the SPM lookup sum)", "units": "mm"}),
-    }
-    if priors is not None:
-        data["prior"] = (("time", "y", "x"), np.where(terrain.valid_mask(), priors, np.nan).astype(np.float32), {
-            "long_name": "physics prior fed to the network (SPM fill-and-spill or coarse dynamic prior)",
-            "units": "m", **point})
-    ds = xr.Dataset(data, coords=coords)
-    if terrain.crs:
-        a, b, c, d, e, f = terrain.geotransform()
-        ds["crs"] = ((), np.int32(0), {"crs_wkt": terrain.crs, "spatial_ref": terrain.crs,
-                                       "GeoTransform": " ".join(f"{v!r}" for v in (c, a, b, f, d, e))})
-    ds.attrs = {"Conventions": "CF-1.10", "title": "piff flood-depth prediction", "institution": "piff",
-                "source": f"piff {__version__} predict", "piff_version": __version__}
-    return ds
-
-
-# ----------------------------------------------------------------------------- writing
-def write_netcdf(ds: xr.Dataset, path) -> None:
-    """CF netCDF, float32 + zlib, NaN as the fill value of the maps (so GIS tools mask nodata);
-    atomic: a temporary file in the same folder, then os.replace."""
-    from piff.data.format import write_netcdf as write
-
-    maps = [n for n, v in ds.data_vars.items() if v.dtype.kind == "f" and v.dims[-2:] == ("y", "x")]
-    write(ds, path, nan_fill=maps)
-
-
-def write_geotiff(ds: xr.Dataset, terrain: Terrain, path) -> None:
-    """The mean depth [m] of the single hour in ``ds`` as a float32 GeoTIFF with the DEM's CRS,
-    transform and NaN nodata; atomic (tmp + os.replace)."""
-    import rasterio
-
-    path = Path(path)
-    depth = ds["depth_mean"].values[0].astype(np.float32)
-    profile = dict(driver="GTiff", width=depth.shape[1], height=depth.shape[0], count=1, dtype="float32",
-                   nodata=np.nan, transform=rasterio.Affine(*terrain.geotransform()), crs=terrain.crs,
-                   compress="deflate")
-    with atomic_path(path, suffix=path.suffix) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(depth, 1)
-        dst.set_band_description(1, f"depth_mean at hour {int(ds['time'].values[0])} (m)")
-        dst.update_tags(1, units="m")
-        dst.update_tags(**{k: str(v) for k, v in ds.attrs.items()})
-
-
 def summary(ds: xr.Dataset, threshold_m: float = 0.3) -> str:
     """One line: flooded area (> threshold_m) at the hour where it peaks, peak depth and where."""
     depth = ds["depth_mean"].values
     dx = float(ds.attrs["cell_size_m"])
     hours = ds["time"].values
-    area_km2 = (np.nan_to_num(depth) > threshold_m).sum(axis=(1, 2)) * dx * dx / 1e6
+    area_km2 = (np.nan_to_num(depth) > threshold_m).sum(axis=(1, 2)) * dx * dx / M2_PER_KM2
     k_area = int(np.argmax(area_km2))
     k, i, j = np.unravel_index(int(np.nanargmax(depth)), depth.shape)
     return (f"flooded area (> {threshold_m:g} m) {area_km2[k_area]:.3f} km2 at hour {hours[k_area]:g} (its peak); "

@@ -9,8 +9,6 @@ Output: ``results/<name>/samples.nc`` (layout in ``docs/data.md``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import time
 
@@ -19,30 +17,28 @@ import torch
 import xarray as xr
 
 from piff import __version__
+from piff.choices import BASELINE_KINDS, EXPERIMENT_TYPES, STOCHASTIC_SAMPLERS, TRAINED_KINDS
 from piff.data import format as fmt
 from piff.data.torch_dataset import FloodMapDataset
 from piff.errors import PiffInputError
-from piff.training.checkpoint import file_sha256
 
 log = logging.getLogger("piff.sample")
-TRAINED_KINDS = ("piff", "regression")
-BASELINE_KINDS = ("spm", "coarse_prior")
 
 
 def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 10), sampler="euler", members=1,
                     seed=0, hours=None, batch_size=32, device="cpu", experiment="", split="test") -> xr.Dataset:
     """Predictions (nfe, member, dem, storm, time, y, x) in metres for one split (default test)."""
-    if kind not in TRAINED_KINDS + BASELINE_KINDS:
-        raise PiffInputError("kind", f"{kind!r} is not one of {TRAINED_KINDS + BASELINE_KINDS}")
+    if kind not in EXPERIMENT_TYPES:
+        raise PiffInputError("kind", f"{kind!r} is not one of {EXPERIMENT_TYPES}")
     trained = None
     prior = "coarse" if kind == "coarse_prior" else "spm"
     if kind in TRAINED_KINDS:
-        from piff.training.objective import load_trained
+        from piff.model.trained import load_trained
 
         trained = load_trained(model_path, device=device)
-        prior = trained.meta["train_config"]["prior"]
+        prior = trained.experiment["prior"]
         nfe = (1,) if kind == "regression" else tuple(nfe)
-        members = members if sampler == "euler_maruyama" and kind == "piff" else 1
+        members = members if sampler in STOCHASTIC_SAMPLERS and kind == "piff" else 1
     else:
         nfe, members = (0,), 1
     data = FloodMapDataset(dataset_path, split, hours=hours, prior=prior, with_physics=False)
@@ -54,11 +50,13 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
     seconds = np.zeros(len(nfe))
     storm_pos = {int(s): i for i, s in enumerate(data.storm_ids)}
     hour_pos = {int(h): i for i, h in enumerate(hours_out)}
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    # on the model's device, so that GPU sampling is reproducible too
+    gen = torch.Generator(device=device).manual_seed(int(seed))
     for k, n in enumerate(nfe):
         t0 = time.perf_counter()
         for start in range(0, len(data), batch_size):
-            batch = torch.utils.data.default_collate([data[i] for i in range(start, min(start + batch_size, len(data)))])
+            batch = torch.utils.data.default_collate(
+                [data[i] for i in range(start, min(start + batch_size, len(data)))])
             for m in range(members):
                 pred = _predict(trained, kind, batch, n, sampler, gen, device)
                 for b in range(pred.shape[0]):
@@ -87,7 +85,8 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
     out.attrs.update({
         "Conventions": fmt.CONVENTIONS, "title": f"piff predictions of {experiment or kind}",
         "source": f"piff {__version__}", "experiment": experiment, "kind": kind, "split": split,
-        "dataset": str(dataset_path), "dataset_sha256": file_sha256(dataset_path), "sampler": sampler if trained else "",
+        "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path),
+        "sampler": sampler if trained else "",
         "seed": int(seed), "device": str(device),
         "model": str(model_path or ""), "model_fingerprint": trained.meta["fingerprint"] if trained else "",
         "prior": prior, "cell_size_m": float(ds_in.attrs["cell_size_m"]),
@@ -98,49 +97,7 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
 
 def _predict(trained, kind, batch, nfe, sampler, gen, device) -> np.ndarray:
     if kind in BASELINE_KINDS:
-        return batch["spm"].numpy()  # the dataset already looked the prior up for this map
-    from piff.model import predict, sample
-
+        return batch["prior"].numpy()  # the dataset already looked the prior up for this map
     b = {k: v.to(device) for k, v in batch.items()}
-    with torch.no_grad():
-        if kind == "regression":
-            out = predict(trained.model, trained.normaliser, b["elevation"], b["spm"], b["rain_window"])
-        else:
-            out = sample(trained.model, trained.bridge, trained.normaliser, b["elevation"], b["spm"],
-                         b["rain_window"], nfe=int(nfe), method=sampler, generator=gen if device == "cpu" else None)
+    out = trained.predict(b["elevation"], b["prior"], b["rain_window"], nfe=nfe, sampler=sampler, generator=gen)
     return out.float().cpu().numpy()
-
-
-# ----------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="data/<dataset>/dataset.nc")
-    p.add_argument("--kind", required=True, choices=TRAINED_KINDS + BASELINE_KINDS)
-    p.add_argument("--model", default=None, help="results/<name>/model.pt (trained kinds)")
-    p.add_argument("--options", default="{}", help="JSON: nfe (list), sampler, members, seed, hours (list or null)")
-    p.add_argument("--experiment", default="", help="experiment name, for the metadata")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", required=True, help="results/<name>/samples.nc")
-
-
-def run(args) -> int:
-    from piff import logs
-
-    logs.setup()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        opts = json.loads(args.options)
-    except json.JSONDecodeError as err:
-        raise PiffInputError("--options", f"not valid JSON ({err})") from err
-    if args.kind in TRAINED_KINDS and not args.model:
-        raise PiffInputError("--model", f"kind {args.kind} needs a trained model file")
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    ds = sample_test_set(args.dataset, kind=args.kind, model_path=args.model, nfe=opts.get("nfe", [1, 2, 5, 10]),
-                         sampler=opts.get("sampler", "euler"), members=int(opts.get("members", 1)),
-                         seed=int(opts.get("seed", 0)), hours=opts.get("hours"), batch_size=args.batch_size,
-                         device=device, experiment=args.experiment)
-    fmt.write_netcdf(ds, args.out)
-    log.info("wrote %s", args.out)
-    return 0

@@ -35,13 +35,13 @@ t_i = 1 - i / N. ``nfe`` is exactly the number of network evaluations:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-NOISE_MODES = ("none", "constant", "bridge")
-SAMPLERS = ("euler", "heun", "euler_maruyama")
+from piff.choices import NOISE_MODES, SAMPLERS
+
 DEFAULT_SIGMA = 0.1
 
 # velocity_fn(x_t (B, C, H, W), t (B,)) -> v (B, C, H, W)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from piff.choices import TRAINED_KINDS as KINDS
+from piff.choices import rename_legacy_keys
 from piff.errors import PiffInputError
-
-KINDS = ("piff", "regression")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class ModelConfig:
     ff_mult: int = 4
     dropout: float = 0.0
     norm_groups: int = 32
-    use_spm: bool = True
+    use_prior: bool = True
     rain_width: int = 128
     rain_layers: int = 1
     rain_heads: int = 4
@@ -41,15 +41,15 @@ class ModelConfig:
             raise PiffInputError("model config", f"kind must be one of {KINDS}, got {self.kind!r}")
 
     @classmethod
-    def from_preset(cls, name: str = "tiny", **overrides) -> "ModelConfig":
+    def from_preset(cls, name: str = "tiny", **overrides) -> ModelConfig:
         if name not in PRESETS:
             raise PiffInputError("model config", f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return replace(PRESETS[name], **overrides)
 
     @property
     def in_channels(self) -> int:
-        """[x_t, DEM, SPM] for the bridge, [DEM, SPM] for the regression baseline."""
-        return (2 if self.kind == "piff" else 1) + int(self.use_spm)
+        """[x_t, DEM, prior] for the bridge, [DEM, prior] for the regression baseline."""
+        return (2 if self.kind == "piff" else 1) + int(self.use_prior)
 
     @property
     def size_multiple(self) -> int:
@@ -60,8 +60,9 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         """Inverse of ``to_dict``; keys left out take the values of the named preset."""
+        d = rename_legacy_keys(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -54,7 +54,8 @@ class EMA:
                     p.copy_(backup[name])
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": {n: v.clone() for n, v in self.shadow.items()}}
+        return {"decay": self.decay, "num_updates": self.num_updates,
+                "shadow": {n: v.clone() for n, v in self.shadow.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if set(state["shadow"]) != set(self.shadow):

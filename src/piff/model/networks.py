@@ -1,5 +1,5 @@
 """The conditioned backbone shared by the bridge and the regression baseline: a U-Net whose
-input channels are stacked maps (x_t / DEM / SPM) and whose attention sites cross-attend to
+input channels are stacked maps (x_t / DEM / prior) and whose attention sites cross-attend to
 the rainfall encoder's tokens."""
 
 from __future__ import annotations
@@ -30,18 +30,19 @@ class ConditionedNet(nn.Module):
         """(B, 24) mm/h -> (B, 24, rain_width) cross-attention context."""
         return self.rain_encoder(rain_window_mm_per_h)
 
-    def run(self, maps: list[torch.Tensor], spm_model: torch.Tensor | None, t: torch.Tensor,
+    def run(self, maps: list[torch.Tensor], prior_model: torch.Tensor | None, t: torch.Tensor,
             context: torch.Tensor) -> torch.Tensor:
-        """Stack ``maps`` (each (B, 1, H, W), model space) and the SPM channel, run the U-Net."""
-        if self.config.use_spm != (spm_model is not None):
-            need = "needs an SPM map" if self.config.use_spm else "was built without SPM (use_spm=False); pass None"
+        """Stack ``maps`` (each (B, 1, H, W), model space) and the prior channel, run the U-Net."""
+        if self.config.use_prior != (prior_model is not None):
+            need = ("needs a prior map" if self.config.use_prior
+                    else "was built without a prior (use_prior=False); pass None")
             raise ValueError(f"this model {need}")
-        x = torch.cat(maps + ([spm_model] if spm_model is not None else []), dim=1)
+        x = torch.cat(maps + ([prior_model] if prior_model is not None else []), dim=1)
         return self.net(x, t, context)
 
-    def spm_input(self, normaliser, spm_m: torch.Tensor | None) -> torch.Tensor | None:
-        """The SPM channel in model space, or None when the model does not use it."""
-        return normaliser.to_model_spm(spm_m) if self.config.use_spm else None
+    def prior_input(self, normaliser, prior_m: torch.Tensor | None) -> torch.Tensor | None:
+        """The prior channel (SPM or coarse prior) in model space, or None when the model does not use it."""
+        return normaliser.to_model_prior(prior_m) if self.config.use_prior else None
 
 
 @contextmanager

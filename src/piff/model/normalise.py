@@ -51,7 +51,7 @@ class Normaliser:
     depth_scale: float
 
     @classmethod
-    def fit(cls, depth, elevation) -> "Normaliser":
+    def fit(cls, depth, elevation) -> Normaliser:
         """Statistics from training-split arrays: ``depth`` (any shape, m, every map/hour of
         the training storms) and ``elevation`` (any shape, m, the training DEMs)."""
         d = _flat_sample(depth)
@@ -71,9 +71,9 @@ class Normaliser:
     def to_metres_depth(self, depth_model):
         return depth_model * self.depth_scale
 
-    # The SPM prior is a depth map and shares the depth transform.
-    to_model_spm = to_model_depth
-    to_metres_spm = to_metres_depth
+    # The prior (SPM or coarse) is a depth map and shares the depth transform.
+    to_model_prior = to_model_depth
+    to_metres_prior = to_metres_depth
 
     # --- elevation ---
     def to_model_elevation(self, elevation_m):
@@ -88,7 +88,7 @@ class Normaliser:
                 "elevation_std": self.elevation_std, "depth_scale": self.depth_scale}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "Normaliser":
+    def from_state_dict(cls, state: dict) -> Normaliser:
         if state.get("version") != STATE_VERSION:
             raise PiffInputError("normaliser", f"unsupported normaliser state version {state.get('version')!r}")
         return cls(float(state["elevation_mean"]), float(state["elevation_std"]), float(state["depth_scale"]))

@@ -1,24 +1,20 @@
-"""Mass-conservation (continuity) residual over one hour, in physical units.
+"""The physics (mass-conservation) loss and its flux modes, in physical units.
 
-Exactly the discrete identity of docs/architecture.md ("The discrete continuity identity"):
-
-    depth[k] - depth[k-1] = (flux_x[:, :-1] - flux_x[:, 1:] + flux_y[:-1, :] - flux_y[1:, :]) / dx
-                            + rain_mm_per_h[k] / 1000 - loss[k]
-
-``flux_x`` (.., H, W+1) and ``flux_y`` (.., H+1, W) already include the boundary faces, so
-the divergence needs no padding and no flux is invented at the borders (the reference
-code's zero padding did that).
+The residual is the discrete continuity identity of docs/architecture.md, computed by its one
+owner, :func:`piff.hydro.continuity.water_balance_residual_m`; this module adapts the training
+batch layout (B, 1, H, W) to it and turns it into a loss.
 """
 
 from __future__ import annotations
 
 import torch
 
-from piff.units import MM_PER_M, SECONDS_PER_HOUR, mm_to_m
+from piff.hydro.continuity import water_balance_residual_m
+from piff.units import MM_PER_M, SECONDS_PER_HOUR
 
 
 def hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None):
-    """Water-balance error of one hour, (B, 1, H, W) in metres (of water depth).
+    """Water-balance residual of one hour for a batch, (B, 1, H, W) in metres of water.
 
     depth_now_m, depth_prev_m: (B, 1, H, W) m at hours k and k-1.
     flux_x_m2: (B, 1, H, W+1), flux_y_m2: (B, 1, H+1, W) hour-integrated face discharge (m^2),
@@ -28,20 +24,11 @@ def hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_pe
     """
     _check_shapes(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2)
     b = depth_now_m.shape[0]
-    dx = torch.as_tensor(dx, dtype=depth_now_m.dtype, device=depth_now_m.device).reshape(-1, 1, 1, 1)
-    rain_m = mm_to_m(torch.as_tensor(rain_mm_per_h, dtype=depth_now_m.dtype, device=depth_now_m.device))
-    # net inflow through the four faces of each cell: left - right + top - bottom
-    inflow = (flux_x_m2[..., :-1] - flux_x_m2[..., 1:] + flux_y_m2[..., :-1, :] - flux_y_m2[..., 1:, :]) / dx
-    source = inflow + rain_m.reshape(b, 1, 1, 1)
-    if loss_m is not None:
-        source = source - loss_m
-    return depth_now_m - depth_prev_m - source
-
-
-def continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None):
-    """Continuity residual R = (h_k - h_{k-1}) / dt + div(q) - r + loss rate, (B, 1, H, W) in m/s,
-    with dt = one hour; arguments as ``hourly_imbalance``. Zero (to rounding) on a solver run."""
-    return hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m) / SECONDS_PER_HOUR
+    like = {"dtype": depth_now_m.dtype, "device": depth_now_m.device}
+    # one value per (sample, channel): the leading dims of (B, 1, H, W)
+    dx = torch.as_tensor(dx, **like).reshape(-1, 1).expand(b, 1)
+    rain = torch.as_tensor(rain_mm_per_h, **like).reshape(b, 1)
+    return water_balance_residual_m(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain, dx, loss_m)
 
 
 def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None, scale_m=None,
@@ -55,7 +42,9 @@ def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h,
     ``mask`` (B, 1, H, W) bool, True inside the domain, restricts the mean to those cells: the
     solver's nodata (wall) cells receive no rain, so the identity does not hold there.
     """
-    r_m_per_s = continuity_residual(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m)
+    # in m/s first, then in units of scale_m per hour (the order kept from the first version)
+    r_m_per_s = hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx,
+                                 loss_m) / SECONDS_PER_HOUR
     scale = 1.0 / MM_PER_M if scale_m is None else float(scale_m)
     sq = (r_m_per_s * (SECONDS_PER_HOUR / scale)).square()
     if mask is None:
@@ -67,7 +56,6 @@ def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h,
 # Face depth offset (m) in the flux scaling below: keeps the ratio finite on dry faces, where
 # the data's flux is ~0 anyway.
 FACE_DEPTH_EPS_M = 0.01
-FLUX_MODES = ("data", "scaled")
 
 
 def face_depths(depth_m):

@@ -2,44 +2,46 @@
 objective and the sampler that returns depth in metres.
 
 Batch dict (physical units, as produced by ``piff.data.torch_dataset``): ``depth``,
-``depth_prev``, ``elevation``, ``spm``, ``loss`` (B, 1, H, W) m; ``rain_window`` (B, 24) mm/h;
+``depth_prev``, ``elevation``, ``prior`` (the SPM or coarse prior map), ``loss`` (B, 1, H, W) m;
+``rain_window`` (B, 24) mm/h;
 ``flux_x`` (B, 1, H, W+1), ``flux_y`` (B, 1, H+1, W) m^2; ``rain_mm_per_h`` (B,) mm/h of the
-hour ending at the target; ``dx`` (B,) m; ``hour`` (B,). Optional: ``valid`` (B, 1, H, W) bool, True inside the domain (restricts the
-physics loss to real cells; nodata walls get no rain in the solver).
+hour ending at the target; ``dx`` (B,) m; ``hour`` (B,). Optional: ``valid`` (B, 1, H, W) bool, True inside
+the domain (restricts the physics loss to real cells; nodata walls get no rain in the solver).
 """
 
 from __future__ import annotations
 
 import torch
 
+from piff.choices import PHYSICS_FLUX_MODES
 from piff.model.bridge import Bridge
 from piff.model.config import ModelConfig
 from piff.model.networks import ConditionedNet, eval_mode
 from piff.model.normalise import Normaliser
-from piff.model.physics import FLUX_MODES, depth_scaled_fluxes, physics_loss
+from piff.model.physics import depth_scaled_fluxes, physics_loss
 from piff.model.regression import RegressionModel
 
 PHYSICS_KEYS = ("depth_prev", "flux_x", "flux_y", "rain_mm_per_h", "dx")
 
 
 class PIFFModel(ConditionedNet):
-    """Velocity network v(x_t, t | DEM, SPM, rain). Inputs in model space (see ``Normaliser``)."""
+    """Velocity network v(x_t, t | DEM, prior, rain). Inputs in model space (see ``Normaliser``)."""
 
     def __init__(self, config: ModelConfig):
         if config.kind != "piff":
             raise ValueError(f"PIFFModel needs a config of kind 'piff', got {config.kind!r}")
         super().__init__(config)
 
-    def velocity(self, x_t, t, elevation_model, spm_model, context) -> torch.Tensor:
+    def velocity(self, x_t, t, elevation_model, prior_model, context) -> torch.Tensor:
         """As ``forward`` with a precomputed rain ``context`` (B, 24, rain_width): the sampler
         encodes the rain once and reuses it at every step."""
-        return self.run([x_t, elevation_model], spm_model, t, context)
+        return self.run([x_t, elevation_model], prior_model, t, context)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, elevation_model: torch.Tensor,
-                spm_model: torch.Tensor | None, rain_window_mm_per_h: torch.Tensor) -> torch.Tensor:
-        """x_t, elevation_model, spm_model: (B, 1, H, W) model space; t: (B,) in [0, 1];
+                prior_model: torch.Tensor | None, rain_window_mm_per_h: torch.Tensor) -> torch.Tensor:
+        """x_t, elevation_model, prior_model: (B, 1, H, W) model space; t: (B,) in [0, 1];
         rain_window_mm_per_h: (B, 24). Returns the velocity (B, 1, H, W), model space."""
-        return self.velocity(x_t, t, elevation_model, spm_model, self.encode_rain(rain_window_mm_per_h))
+        return self.velocity(x_t, t, elevation_model, prior_model, self.encode_rain(rain_window_mm_per_h))
 
 
 def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batch: dict,
@@ -67,7 +69,7 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     t = bridge.sample_time(x0.shape[0], x0.device, generator)
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = bridge.interpolate(x0, x1, t, eps)
-    v = model(x_t, t, x1, model.spm_input(normaliser, batch["spm"]), batch["rain_window"])
+    v = model(x_t, t, x1, model.prior_input(normaliser, batch["prior"]), batch["rain_window"])
     mse = (v - bridge.velocity_target(x0, x1)).square().mean()
     logs = {"mse": mse.detach()}
     loss = mse
@@ -83,8 +85,8 @@ def _physics_term(bridge, normaliser, batch, x1, v, physics_flux="scaled") -> to
     missing = [k for k in PHYSICS_KEYS if k not in batch]
     if missing:
         raise KeyError(f"use_physics needs batch keys {missing} (build the dataset with with_physics=True)")
-    if physics_flux not in FLUX_MODES:
-        raise ValueError(f"physics_flux must be one of {FLUX_MODES}, got {physics_flux!r}")
+    if physics_flux not in PHYSICS_FLUX_MODES:
+        raise ValueError(f"physics_flux must be one of {PHYSICS_FLUX_MODES}, got {physics_flux!r}")
     depth_now_m = normaliser.to_metres_depth(bridge.clean_estimate(x1, v))
     flux_x, flux_y = batch["flux_x"], batch["flux_y"]
     if physics_flux == "scaled":
@@ -95,17 +97,17 @@ def _physics_term(bridge, normaliser, batch, x1, v, physics_flux="scaled") -> to
 
 @torch.no_grad()
 def sample(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, elevation: torch.Tensor,
-           spm: torch.Tensor | None, rain_window: torch.Tensor, nfe: int = 10, method: str = "euler",
+           prior: torch.Tensor | None, rain_window: torch.Tensor, nfe: int = 10, method: str = "euler",
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Depth maps in metres (B, 1, H, W), clamped >= 0, from elevation (B, 1, H, W) m, the SPM
-    prior (B, 1, H, W) m (ignored when the model was built with use_spm=False) and the rain
+    """Depth maps in metres (B, 1, H, W), clamped >= 0, from elevation (B, 1, H, W) m, the
+    prior map (B, 1, H, W) m (ignored when the model was built with use_prior=False) and the rain
     window (B, 24) mm/h, with exactly ``nfe`` network evaluations. Runs in eval mode; wrap
     in ``ema.swapped_in()`` to sample with the averaged weights."""
     x1 = normaliser.to_model_elevation(elevation)
-    spm_model = model.spm_input(normaliser, spm)
+    prior_model = model.prior_input(normaliser, prior)
     with eval_mode(model):
         context = model.encode_rain(rain_window)
-        x0 = bridge.sample(lambda x, t: model.velocity(x, t, x1, spm_model, context), x1, nfe, method, generator)
+        x0 = bridge.sample(lambda x, t: model.velocity(x, t, x1, prior_model, context), x1, nfe, method, generator)
     return normaliser.to_metres_depth(x0).clamp_min(0)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-WINDOW_HOURS = 24
+from piff.hydro.storms import WINDOW_HOURS
 
 
 class RainfallEncoder(nn.Module):

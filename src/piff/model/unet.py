@@ -44,7 +44,8 @@ class ResBlock(nn.Module):
         self.in_layers = nn.Sequential(group_norm(in_ch, groups), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1))
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * out_ch))
         self.out_norm = group_norm(out_ch, groups)
-        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout), zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
+        self.out_layers = nn.Sequential(nn.SiLU(), nn.Dropout(dropout),
+                                        zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -105,7 +106,8 @@ class UNet(nn.Module):
             return ResBlock(cin, cout, emb_dim, dropout, norm_groups)
 
         def attn(ch):
-            return SpatialTransformer(ch, num_heads, head_channels, context_dim, transformer_depth, ff_mult, dropout, norm_groups)
+            return SpatialTransformer(ch, num_heads, head_channels, context_dim, transformer_depth, ff_mult, dropout,
+                                      norm_groups)
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         self.down = nn.ModuleList()

@@ -7,9 +7,8 @@ Layout of ``<workdir>/checkpoints/`` (not a Snakemake output, so Snakemake never
 - ``RUN``                 the fingerprint of the run that owns the folder
 - ``COMPLETED``           written after the final model; holds the fingerprint of that run
 
-A checkpoint file is ``torch.save({"format": 1, "sha256": hex, "payload": bytes})`` where
-``payload`` is itself a ``torch.save`` of the training state, so a truncated or corrupted file
-is detected (unreadable, or checksum mismatch) and the previous checkpoint is used instead.
+A checkpoint file is the checksummed envelope of :mod:`piff.model.store` around the training
+state, so a truncated or corrupted file is detected and the previous checkpoint is used instead.
 
 Resume rule (see :func:`prepare_run_dir`): an unfinished run with the same fingerprint resumes
 from its newest valid checkpoint; a finished run or a changed fingerprint starts fresh and
@@ -18,8 +17,6 @@ moves the old folder aside to ``checkpoints.<timestamp>/`` (never mixed, never d
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
 import re
@@ -27,40 +24,14 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from piff.atomic import atomic_write_bytes
 from piff.errors import PiffInputError
+from piff.model.store import load_checkpoint, serialize
 
 log = logging.getLogger(__name__)
-FORMAT = 1
 CKPT_RE = re.compile(r"^ckpt_(\d{7})\.pt$")
 COMPLETED = "COMPLETED"
 RUN_FILE = "RUN"  # fingerprint of the run that owns the folder
-
-
-def serialize(state: dict) -> bytes:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    payload = buf.getvalue()
-    out = io.BytesIO()
-    torch.save({"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}, out)
-    return out.getvalue()
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load and verify one checkpoint; raises PiffInputError naming the file if it is damaged."""
-    path = Path(path)
-    try:
-        wrapper = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise PiffInputError(path, f"unreadable checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(wrapper, dict) or wrapper.get("format") != FORMAT or "payload" not in wrapper:
-        raise PiffInputError(path, "not a piff checkpoint (missing format/payload)")
-    payload = wrapper["payload"]
-    if hashlib.sha256(payload).hexdigest() != wrapper.get("sha256"):
-        raise PiffInputError(path, "checksum mismatch: the checkpoint is corrupt")
-    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
 
 
 class CheckpointDir:
@@ -151,11 +122,3 @@ def prepare_run_dir(ckpts: CheckpointDir, fingerprint: str) -> str:
             return "resume"
     atomic_write_bytes(run_file, (fingerprint + "\n").encode())
     return "fresh"
-
-
-def file_sha256(path, chunk=1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()

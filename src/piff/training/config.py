@@ -1,7 +1,10 @@
-"""Training hyper-parameters: one experiment entry of config/config.yaml, with its defaults.
+"""One experiment of config/config.yaml: what is trained (type, network, bridge, loss, data)
+and how it is run, sampled and scored (NFE, sampler, members, hours), with its defaults.
 
 The defaults mirror ``workflow/schemas/config.schema.yaml`` (the schema fills them in the
-workflow; this class fills them for direct ``piff train`` use and checks the combination).
+workflow; this class fills them for direct ``piff train`` use). :meth:`ExperimentConfig.check`
+is the one check of the named choices (``piff.choices``) and their combination; the workflow
+calls it too (``common.smk``), so a bad experiment fails before any job runs. Torch-free.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from piff import choices
 from piff.errors import PiffInputError
 
-# Keys that change how a run is watched or sampled, not the weights it produces: editing them
-# resumes the run instead of retraining it.
-NON_TRAINING_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe",
-                     "sampler", "members", "dataset", "nodes", "eval_hours", "sample_batch_size")
+# Keys that change how a run is watched, sampled or scored, not the weights it produces:
+# editing them resumes a run instead of retraining it (the fingerprint leaves them out) and
+# never reruns the train rule (common.smk keeps them out of its tracked params). The dataset
+# enters through its checksum (the fingerprint) and its path (the rule's input) instead.
+RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe",
+                 "sampler", "members", "dataset", "nodes", "eval_hours", "sample_batch_size")
 
 
 @dataclass
-class TrainConfig:
+class ExperimentConfig:
     dataset: str = ""
     description: str = ""
     type: str = "piff"  # piff | regression
@@ -30,7 +36,7 @@ class TrainConfig:
     use_physics: bool = False
     physics_weight: float = 0.1
     physics_flux: str = "scaled"
-    use_spm: bool = True
+    use_prior: bool = True
     prior: str = "spm"
     batch_size: int = 16
     microbatch: int = 16
@@ -57,7 +63,10 @@ class TrainConfig:
     sample_batch_size: int = 32
 
     @classmethod
-    def from_dict(cls, d: dict, source="experiment") -> "TrainConfig":
+    def from_dict(cls, d: dict, source="experiment") -> ExperimentConfig:
+        if not isinstance(d, dict):
+            raise PiffInputError(source, f"an experiment is a mapping of options, got {type(d).__name__}")
+        d = choices.rename_legacy_keys(d)  # experiments stored in model files of earlier versions
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -67,10 +76,10 @@ class TrainConfig:
         return cfg
 
     def check(self, source="experiment") -> None:
-        choices = {"type": ("piff", "regression", "spm", "coarse_prior"), "noise": ("none", "constant", "bridge"),
-                   "prior": ("spm", "coarse"), "lr_schedule": ("constant", "cosine", "step"),
-                   "sampler": ("euler", "heun", "euler_maruyama"), "physics_flux": ("data", "scaled")}
-        for key, allowed in choices.items():
+        named = {"type": choices.EXPERIMENT_TYPES, "noise": choices.NOISE_MODES, "prior": choices.PRIORS,
+                 "lr_schedule": choices.LR_SCHEDULES, "sampler": choices.SAMPLERS,
+                 "physics_flux": choices.PHYSICS_FLUX_MODES}
+        for key, allowed in named.items():
             if getattr(self, key) not in allowed:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
         if self.batch_size % (self.nproc * self.microbatch):
@@ -87,6 +96,6 @@ class TrainConfig:
 
     def fingerprint(self, dataset_sha256: str) -> str:
         """Hash of everything that determines the trained weights (hyper-parameters + data)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in NON_TRAINING_KEYS}
+        d = {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY_KEYS}
         blob = json.dumps({"hparams": d, "dataset": dataset_sha256}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -1,5 +1,6 @@
 """What is trained: the network, its EMA, the bridge and the normaliser, behind one small
-interface used by the training loop (``train.py``) and by :func:`load_trained` for sampling.
+interface used by the training loop (``train.py``); ``piff.model.trained.load_trained`` reads
+back what :meth:`Objective.export` and :meth:`Objective.metadata` write.
 
 Keeping this apart from the loop means the loop never needs to know whether it trains the
 PIFF bridge or the U-Net regression baseline.
@@ -7,18 +8,14 @@ PIFF bridge or the U-Net regression baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 
-from piff.errors import PiffInputError
 from piff.model import EMA, Bridge, ModelConfig, Normaliser, build_model, regression_loss, training_loss
-from piff.training.config import TrainConfig
+from piff.training.config import ExperimentConfig
 
 
 class Objective:
-    def __init__(self, cfg: TrainConfig, train_data=None, *, normaliser_state: dict | None = None,
+    def __init__(self, cfg: ExperimentConfig, train_data=None, *, normaliser_state: dict | None = None,
                  model_config: dict | None = None, device="cpu"):
         self.cfg = cfg
         if normaliser_state is not None:
@@ -30,7 +27,7 @@ class Objective:
             raise ValueError("Objective needs training data or a saved normaliser")
         kind = "piff" if cfg.type == "piff" else "regression"
         self.model_config = (ModelConfig.from_dict(model_config) if model_config is not None
-                             else ModelConfig.from_preset(cfg.model, kind=kind, use_spm=cfg.use_spm))
+                             else ModelConfig.from_preset(cfg.model, kind=kind, use_prior=cfg.use_prior))
         self.model = build_model(self.model_config).to(device)
         self.bridge = Bridge(cfg.noise, cfg.sigma)
         self.ema = EMA(self.model, cfg.ema_decay)
@@ -87,8 +84,8 @@ class Objective:
 class _DDP(torch.nn.parallel.DistributedDataParallel):
     """DDP that also exposes the helper the losses call besides forward (no parameters used)."""
 
-    def spm_input(self, normaliser, spm_m):
-        return self.module.spm_input(normaliser, spm_m)
+    def prior_input(self, normaliser, spm_m):
+        return self.module.prior_input(normaliser, spm_m)
 
 
 class _null:
@@ -97,44 +94,3 @@ class _null:
 
     def __exit__(self, *exc):
         return False
-
-
-@dataclass
-class TrainedModel:
-    """A model.pt loaded for inference, with the EMA weights in the network."""
-
-    model: torch.nn.Module
-    bridge: Bridge
-    normaliser: Normaliser
-    kind: str
-    meta: dict
-    path: Path
-
-    @property
-    def cell_size_m(self) -> float:
-        return float(self.meta["cell_size_m"])
-
-
-def load_trained(path, device="cpu", use_ema: bool = True) -> TrainedModel:
-    """Rebuild the network of a ``model.pt`` written by ``piff train`` and load its weights."""
-    from piff.training.checkpoint import load_checkpoint
-
-    path = Path(path)
-    if not path.exists():
-        raise PiffInputError(path, "model file does not exist")
-    payload = load_checkpoint(path, map_location="cpu")
-    meta = payload.get("piff")
-    if not meta or "model_config" not in meta:
-        raise PiffInputError(path, "not a piff model file (no 'piff' metadata)")
-    cfg = TrainConfig.from_dict(meta["train_config"], source=str(path))
-    obj = Objective(cfg, normaliser_state=meta["normaliser"], model_config=meta["model_config"], device="cpu")
-    try:
-        obj.model.net.load_state_dict(payload["net"])
-        obj.model.rain_encoder.load_state_dict(payload["embedding"])
-        obj.ema.load_state_dict(payload["ema"])
-    except (RuntimeError, KeyError, ValueError) as err:
-        raise PiffInputError(path, f"weights do not match the saved model config ({err})") from err
-    if use_ema:
-        obj.ema.copy_to()
-    obj.model.to(device).eval()
-    return TrainedModel(obj.model, obj.bridge, obj.normaliser, obj.model_config.kind, meta, path)

@@ -1,22 +1,18 @@
 """The training loop: DDP, gradient accumulation, checkpoints every ``ckpt_every`` steps,
 exact resume, NaN guard and a wall-time budget, in one readable function (see nanoGPT).
 
-Launch with ``python -m piff.training.launch --nproc N [--nodes M] -- ARGS`` (torchrun on one
-node, srun + torchrun with c10d rendezvous on several; the Snakemake rule does this), with
-``torchrun --standalone --nproc-per-node=N -m piff.training ARGS`` or, for one rank, with
-``piff train ARGS``. Exit codes: 0 finished; 75 stopped early on the wall-time
-budget or a SIGTERM/SIGUSR1 after saving (rerun to resume); 1 diverged (NaN) or bad input.
+The command line is ``piff train`` (``piff.commands.train``, also ``python -m piff.training``
+under torchrun); launch several ranks with ``python -m piff.training.launch --nproc N
+[--nodes M] -- ARGS`` (the Snakemake rule does). :func:`train` returns 0 when finished and
+75 (``EXIT_RESUMABLE``) when it stopped early after saving.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import random
 import signal
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,15 +21,19 @@ import numpy as np
 import torch
 
 from piff import __version__
+from piff.atomic import atomic_write_bytes
+from piff.data.format import file_sha256
 from piff.data.torch_dataset import FloodMapDataset
 from piff.errors import PiffInputError
+from piff.model.store import serialize
 from piff.training import distributed
-from piff.training.checkpoint import CheckpointDir, atomic_write_bytes, file_sha256, prepare_run_dir, serialize
-from piff.training.config import TrainConfig
+from piff.training.checkpoint import CheckpointDir, prepare_run_dir
+from piff.training.config import ExperimentConfig
 from piff.training.objective import Objective
 
 log = logging.getLogger("piff.train")
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped on purpose, a rerun resumes
+TIMING_FILE = "timing.json"  # per-step wall times of the run, beside loss.csv
 
 
 class TrainingDiverged(RuntimeError):
@@ -54,7 +54,7 @@ class StopRequested:
 
 
 # ----------------------------------------------------------------------------- data order
-def microbatch_indices(n_samples: int, cfg: TrainConfig, step: int, rank: int, micro: int) -> list[int]:
+def microbatch_indices(n_samples: int, cfg: ExperimentConfig, step: int, rank: int, micro: int) -> list[int]:
     """Sample indices of one micro-batch, a pure function of (seed, step, rank, micro).
 
     Each epoch is a seeded permutation; global batch ``step`` is a contiguous slice of it and
@@ -78,7 +78,7 @@ def collate(dataset, indices, device) -> dict:
 
 
 # ----------------------------------------------------------------------------- schedule
-def lr_lambda(cfg: TrainConfig):
+def lr_lambda(cfg: ExperimentConfig):
     def f(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -121,7 +121,7 @@ def gather_rng_states(d: distributed.Dist, generator) -> list:
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "auto",
+def train(cfg: ExperimentConfig, dataset_path, workdir, out_path, *, device: str = "auto",
           wall_time_min: float | None = None, threads: int | None = None) -> int:
     t_start = time.monotonic()
     d = distributed.setup(device)
@@ -227,7 +227,7 @@ def train(cfg: TrainConfig, dataset_path, workdir, out_path, *, device: str = "a
 
     if d.is_master:
         write_outputs(objective, optimizer, scheduler, cfg, fingerprint, data, dataset_sha, step, history,
-                      out_path, workdir)
+                      out_path, workdir, step_times)
         ckpts.mark_completed(fingerprint)
     d.barrier()
     distributed.teardown(d)
@@ -246,14 +246,20 @@ def _hms(seconds: float) -> str:
 
 
 def write_outputs(objective, optimizer, scheduler, cfg, fingerprint, data, dataset_sha, step, history,
-                  out_path: Path, workdir: Path) -> None:
-    """model.pt (last, atomically), options.yaml, loss.csv and loss.png."""
+                  out_path: Path, workdir: Path, step_times=()) -> None:
+    """model.pt (last, atomically), options.yaml, loss.csv, loss.png and timing.json (the wall
+    time of every optimiser step this process ran: the steps since the last resume)."""
+    import json
+
     import yaml
 
     write_loss_curve(history, workdir / "loss.csv", workdir / "loss.png")
+    timing = {"global_batch": cfg.batch_size, "ranks": cfg.nproc, "step_seconds": [float(t) for t in step_times]}
+    atomic_write_bytes(workdir / TIMING_FILE, json.dumps(timing).encode())
     meta = {"piff_version": __version__, "fingerprint": fingerprint, "step": step, "train_config": cfg.to_dict(),
             "dataset": str(data.path), "dataset_sha256": dataset_sha, "cell_size_m": data.dx,
-            "grid_shape": list(data.shape), **objective.metadata()}
+            "grid_shape": list(data.shape), "rain_max_mm_per_h": float(data.rainfall[data.storm_rows].max()),
+            **objective.metadata()}
     (workdir / "options.yaml").write_text(yaml.safe_dump(meta, sort_keys=True))
     payload = {**objective.export(), "optimizer": optimizer.state_dict(), "sched": scheduler.state_dict(),
                "piff": meta}
@@ -282,47 +288,3 @@ def write_loss_curve(history, csv_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hparams", required=True, help="experiment options as JSON (an experiments: entry)")
-    p.add_argument("--dataset", required=True, help="data/<dataset>/dataset.nc")
-    p.add_argument("--workdir", required=True, help="results/<name>: checkpoints/, loss.csv, options.yaml")
-    p.add_argument("--out", required=True, help="final model file (written last, atomically)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--wall-time-min", type=float, default=None,
-                   help="save and exit with status 75 before this many minutes (a rerun resumes)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per rank")
-    p.add_argument("--log-every", type=int, default=None, help="override the experiment's log_every")
-    p.add_argument("--keep-checkpoints", type=int, default=None, help="override keep_checkpoints")
-
-
-def run(args) -> int:
-    from piff import logs
-
-    logs.setup()
-    try:
-        hparams = json.loads(args.hparams)
-    except json.JSONDecodeError as err:
-        raise PiffInputError("--hparams", f"not valid JSON ({err})") from err
-    cfg = TrainConfig.from_dict(hparams, source="--hparams")
-    cfg.log_every = args.log_every or cfg.log_every
-    cfg.keep_checkpoints = args.keep_checkpoints or cfg.keep_checkpoints
-    try:
-        return train(cfg, args.dataset, args.workdir, args.out, device=args.device,
-                     wall_time_min=args.wall_time_min, threads=args.threads)
-    except TrainingDiverged as err:
-        log.error("%s", err)
-        return 1
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m piff.training", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run(args)
-    except PiffInputError as err:
-        print(f"piff train: error: {err}", file=sys.stderr)
-        return 2

@@ -1,0 +1,112 @@
+"""A trained model loaded for inference, and the one prediction call every user goes through.
+
+``load_trained(path)`` rebuilds the network a ``model.pt`` describes (written by the training
+loop, ``piff.training.train.write_outputs``) with its EMA weights, its normaliser and its bridge.
+:meth:`TrainedModel.predict` dispatches between the kinds: the PIFF bridge is sampled with
+exactly ``nfe`` network evaluations, the U-Net regression baseline runs once. Sampling the test
+set (``piff.inference.sampling``), ``piff predict`` and the benchmarks all call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from piff.choices import rename_legacy_keys
+from piff.errors import PiffInputError
+from piff.model.bridge import Bridge
+from piff.model.config import ModelConfig
+from piff.model.ema import EMA
+from piff.model.normalise import Normaliser
+from piff.model.piff_model import build_model, sample
+from piff.model.regression import regress
+from piff.model.store import load_checkpoint
+
+
+@dataclass
+class TrainedModel:
+    """A model.pt loaded for inference, with the EMA weights in the network."""
+
+    model: torch.nn.Module
+    bridge: Bridge
+    normaliser: Normaliser
+    kind: str  # piff | regression (piff.choices.TRAINED_KINDS)
+    meta: dict
+    path: Path
+
+    @property
+    def cell_size_m(self) -> float:
+        return float(self.meta["cell_size_m"])
+
+    @property
+    def experiment(self) -> dict:
+        """The experiment options it was trained with (``ExperimentConfig.to_dict``)."""
+        return rename_legacy_keys(self.meta["train_config"])
+
+    @property
+    def prior(self) -> str:
+        """Which prior map the network was conditioned on (``spm`` or ``coarse``), or ``none``."""
+        return self.experiment.get("prior", "spm") if self.model.config.use_prior else "none"
+
+    @property
+    def rain_max_mm_per_h(self) -> float | None:
+        """The largest hourly intensity of the training storms (None for files of earlier versions)."""
+        value = self.meta.get("rain_max_mm_per_h")
+        return None if value is None else float(value)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def predict(self, elevation: torch.Tensor, prior: torch.Tensor | None, rain_window: torch.Tensor, *,
+                nfe: int = 10, sampler: str = "euler", generator: torch.Generator | None = None) -> torch.Tensor:
+        """Depth maps (B, 1, H, W) [m], clamped >= 0, from the DEM (B, 1, H, W) [m], the prior map
+        (B, 1, H, W) [m] (None for a model without one) and the rain windows (B, 24) [mm/h].
+
+        ``nfe``, ``sampler`` and ``generator`` (on the model's device) drive the bridge; the
+        regression kind ignores them (one network evaluation)."""
+        if self.kind == "regression":
+            return regress(self.model, self.normaliser, elevation, prior, rain_window)
+        return sample(self.model, self.bridge, self.normaliser, elevation, prior, rain_window, nfe=int(nfe),
+                      method=sampler, generator=generator)
+
+
+def resolve_device(device) -> torch.device:
+    """``"auto"``: the first CUDA GPU if there is one, else the CPU; otherwise the named device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_trained(path, device="cpu", use_ema: bool = True) -> TrainedModel:
+    """Rebuild the network of a ``model.pt`` and load its weights (the EMA's by default)."""
+    path = Path(path)
+    if not path.exists():
+        raise PiffInputError(path, "model file does not exist")
+    payload = load_checkpoint(path, map_location="cpu")
+    meta = payload.get("piff") if isinstance(payload, dict) else None
+    if not meta or "model_config" not in meta or "normaliser" not in meta:
+        raise PiffInputError(path, "not a piff model file (no 'piff' metadata)")
+    try:
+        config = ModelConfig.from_dict(meta["model_config"])
+        # the bridge settings: stored since the first version, also part of the experiment
+        bridge_opts = meta.get("bridge") or {k: meta["train_config"][k] for k in ("noise", "sigma")}
+        bridge = Bridge(bridge_opts["noise"], float(bridge_opts["sigma"]))
+        normaliser = Normaliser.from_state_dict(meta["normaliser"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise PiffInputError(path, f"damaged piff metadata ({type(err).__name__}: {err})") from err
+    model = build_model(config)
+    ema = EMA(model, 0.0)  # the decay only matters for training
+    try:
+        model.net.load_state_dict(payload["net"])
+        model.rain_encoder.load_state_dict(payload["embedding"])
+        ema.load_state_dict(payload["ema"])
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise PiffInputError(path, f"weights do not match the saved model config ({err})") from err
+    if use_ema:
+        ema.copy_to()
+    model.to(device).eval()
+    return TrainedModel(model, bridge, normaliser, config.kind, meta, path)
