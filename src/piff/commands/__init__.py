@@ -41,3 +41,19 @@ def torch_device(text: str) -> str:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise argparse.ArgumentTypeError(f"{text!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
     return text
+
+
+def json_object(option: str, text: str, example: str) -> dict:
+    """A command-line option holding a JSON object (``--hparams``, ``--options``): the parsed
+    dict, or a one-line error naming the option."""
+    import json
+
+    from piff.errors import PiffInputError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PiffInputError(option, f"not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise PiffInputError(option, f"must be a JSON object like {example}, got {text!r}")
+    return value

@@ -10,7 +10,7 @@ import json
 import logging
 
 from piff.choices import EXPERIMENT_TYPES, SAMPLERS, TRAINED_KINDS
-from piff.commands import positive_int, torch_device
+from piff.commands import json_object, positive_int, torch_device
 from piff.errors import PiffInputError
 
 log = logging.getLogger("piff.sample")
@@ -42,12 +42,7 @@ def run(args) -> int:
     check_output(args.out, inputs=(args.dataset, args.model), suffixes=NETCDF_SUFFIXES)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        opts = json.loads(args.options)
-    except json.JSONDecodeError as err:
-        raise PiffInputError("--options", f"not valid JSON ({err})") from err
-    if not isinstance(opts, dict):
-        raise PiffInputError("--options", f"must be a JSON object like {{\"nfe\": [1, 10]}}, got {args.options!r}")
+    opts = json_object("--options", args.options, '{"nfe": [1, 10]}')
     _check_options(opts)
     if args.kind in TRAINED_KINDS and not args.model:
         raise PiffInputError("--model", f"kind {args.kind} needs a trained model file")

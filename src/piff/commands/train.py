@@ -8,11 +8,9 @@ saving (rerun to resume); 1 diverged (NaN); 2 bad input.
 
 from __future__ import annotations
 
-import json
 import logging
 
-from piff.commands import positive_int
-from piff.errors import PiffInputError
+from piff.commands import json_object, positive_int
 
 log = logging.getLogger("piff.train")
 
@@ -38,12 +36,7 @@ def run(args) -> int:
 
     logs.setup()
     check_output(args.out, inputs=(args.dataset,), suffixes=(".pt",), create_folder=True)  # --out in --workdir
-    try:
-        hparams = json.loads(args.hparams)
-    except json.JSONDecodeError as err:
-        raise PiffInputError("--hparams", f"not valid JSON ({err})") from err
-    if not isinstance(hparams, dict):
-        raise PiffInputError("--hparams", f"must be a JSON object of experiment options, got {args.hparams!r}")
+    hparams = json_object("--hparams", args.hparams, '{"steps": 600}')
     cfg = ExperimentConfig.from_dict(hparams, source="--hparams")
     cfg.log_every = args.log_every or cfg.log_every
     cfg.keep_checkpoints = args.keep_checkpoints or cfg.keep_checkpoints
