@@ -342,7 +342,6 @@ class Case(NamedTuple):
     argv: Callable
     expect: str  # a substring of the error line, naming the file or option
     existing: bool = True  # also run with the output target already present
-    xfail: str = ""  # a known bug outside the files this test's author could change
 
 
 C = Case
@@ -365,6 +364,8 @@ CASES = [
     C("spm-out-wrong-extension", lambda p: spm(p, out=p.res / "spm.csv"), "--out: ", True),
     C("predict-out-is-the-dem", lambda p: pred(p, dem=p.tif, out=p.tif, hours="1"), "is also an input", False),
     C("predict-out-wrong-extension", lambda p: pred(p, out=p.res / "flood.png"), "--out: ", True),
+    C("predict-out-is-a-folder", lambda p: pred(p, out=p.folder("flood.nc")), "is a folder", False),
+    C("import-png-out-is-a-folder", lambda p: png(p, out=p.folder("d.nc")), "is a folder", False),
     C("predict-out-folder-missing", lambda p: pred(p, out=p.res / "no" / "flood.nc"), "does not exist", False),
     C("sample-out-is-the-dataset", lambda p: sample(p, dataset=p.dataset_copy, out=p.dataset_copy),
       "is also an input", False),
@@ -491,10 +492,21 @@ CASES = [
       "--hparams: unknown training option(s): stepz"),
     C("train-hparams-not-an-object", lambda p: train(p, hparams="[1]"), "--hparams: "),
     C("train-hparams-unknown-type", lambda p: train(p, hparams='{"type": "magic"}'), "--hparams: type = 'magic'"),
-    C("train-hparams-wrong-type", lambda p: train(p, hparams='{"steps": "many"}'), "--hparams: ",
-      xfail="ExperimentConfig.check (piff/training/config.py) does not check value types: TypeError traceback"),
-    C("train-batch-larger-than-dataset", lambda p: train(p, hparams='{"steps": 1, "batch_size": 16}'), "batch_size",
-      xfail="piff/training/train.py finds it after logging a line and creating --workdir/checkpoints"),
+    C("train-hparams-wrong-type", lambda p: train(p, hparams='{"steps": "many"}'),
+      "--hparams: steps must be an integer, got 'many'"),
+    C("train-hparams-bool-for-int", lambda p: train(p, hparams='{"batch_size": true}'),
+      "--hparams: batch_size must be an integer, got True"),
+    C("train-hparams-float-for-int", lambda p: train(p, hparams='{"steps": 2.5}'),
+      "--hparams: steps must be an integer"),
+    C("train-hparams-lr-text", lambda p: train(p, hparams='{"lr": "2e-4"}'), "--hparams: lr must be a number"),
+    C("train-hparams-batch-size-0", lambda p: train(p, hparams='{"batch_size": 0}'),
+      "--hparams: batch_size must be at least 1"),
+    C("train-hparams-nfe-0", lambda p: train(p, hparams='{"nfe": [1, 0]}'), "--hparams: nfe must be"),
+    C("train-hparams-model-unknown", lambda p: train(p, hparams='{"model": "huge", "batch_size": 2, "microbatch": 2}'),
+      "--hparams: model = 'huge'"),
+    C("train-log-every-0", lambda p: train(p, "--log-every", "0"), "argument --log-every: must be at least 1"),
+    C("train-batch-larger-than-dataset", lambda p: train(p, hparams='{"steps": 1, "batch_size": 16}'),
+      "batch_size 16 exceeds the"),
     C("train-device-unknown", lambda p: train(p, device="tpu"), "argument --device"),
     C("import-png-ids-not-integers", lambda p: png(p, "--test-ids", "a,b", src=p.folder("png")),
       "--test-ids: expected comma-separated integer"),
@@ -593,8 +605,7 @@ def check_failure(code, out, err, expect):
 
 
 def _param(case, existing):
-    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
-    return pytest.param(case, existing, id=case.id + ("-existing" if existing else ""), marks=marks)
+    return pytest.param(case, existing, id=case.id + ("-existing" if existing else ""))
 
 
 PARAMS = [_param(c, False) for c in CASES] + [_param(c, True) for c in CASES if c.existing]
@@ -624,8 +635,37 @@ def test_bad_input(case, existing, p, capsys):
     assert not p.marker.exists(), "the crafted model file ran code"
 
 
+def test_model_presets_are_named_in_choices():
+    """The torch-free experiment check refuses an unknown network by piff.choices' list."""
+    from piff.choices import MODEL_PRESETS
+    from piff.model.config import PRESETS
+
+    assert sorted(MODEL_PRESETS) == sorted(PRESETS)
+
+
 def test_table_has_enough_cases():
-    assert sum(not c.xfail for c in CASES) >= 75 and len(PARAMS) > len(CASES)
+    assert len(CASES) >= 75 and len(PARAMS) > len(CASES)
+
+
+# ----------------------------------------------------------------------------- rain beyond the model's range
+def test_predict_warns_beyond_the_trained_rain_range(p, capsys):
+    """Not an error (issue 16, item 3): one warning line naming the hour and the model's range,
+    then the maps as usual; no warning for rain inside the range."""
+    from piff.model.trained import load_trained
+
+    limit = load_trained(p.model).rain_max_mm_per_h
+    assert limit is not None and 1.0 < limit < 120.0
+    code, out, err = run_cli([str(a) for a in pred(p, hours="1-2")], capsys)  # RAIN: 40 then 120 mm/h
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("piff: warning: ")]
+    assert len(warned) == 1, err
+    assert f"hour 2 has 120 mm/h, beyond the 0-{limit:g} mm/h range" in warned[0], err
+    assert (p.res / "flood.nc").exists()
+
+    gentle = rain_csv(p, f"hour,mm_per_h\n1,{limit / 2:g}\n2,{limit:g}\n", name="gentle.csv")
+    code, out, err = run_cli([str(a) for a in pred(p, hours="1-2", rain=gentle, out=p.res / "gentle.nc")], capsys)
+    assert code == 0, err
+    assert "beyond the" not in err, err
 
 
 # ----------------------------------------------------------------------------- unwritable folder

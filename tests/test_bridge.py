@@ -31,9 +31,70 @@ def test_bridge_noise_vanishes_at_both_ends_and_peaks_mid_way():
 
 
 def test_time_is_uniform_in_unit_interval_and_reproducible():
-    t = Bridge.sample_time(10_000, generator=torch.Generator().manual_seed(1))
+    t = Bridge().sample_time(10_000, generator=torch.Generator().manual_seed(1))
     assert 0 <= t.min() and t.max() < 1 and abs(t.mean().item() - 0.5) < 0.02
-    torch.testing.assert_close(t, Bridge.sample_time(10_000, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(t, Bridge().sample_time(10_000, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("density, mean, std, above_half", [
+    ("uniform", 0.5, 1 / math.sqrt(12), 0.5),
+    # logit-normal(0, 1): symmetric about 1/2, std 0.2083 (numerical integral)
+    ("logit_normal", 0.5, 0.2083, 0.5),
+    # 1 - s + s b, b ~ Beta(1.5, 1): mean 1 - s + 0.6 s, P(t > 1/2) = 1 - ((1/2 - 1 + s) / s)^1.5
+    ("beta_dem", 1 - 0.999 + 0.6 * 0.999, 0.999 * math.sqrt(1.5 / (2.5**2 * 3.5)), 1 - (0.499 / 0.999) ** 1.5)])
+def test_time_densities(density, mean, std, above_half):
+    """Each time_sampling density: its moments and tail, in [0, 1), one draw of the generator."""
+    bridge = Bridge(time_sampling=density)
+    g = torch.Generator().manual_seed(2)
+    t = bridge.sample_time(200_000, generator=g)
+    assert 0 <= t.min() and t.max() < 1
+    assert t.mean().item() == pytest.approx(mean, abs=0.003) and t.std().item() == pytest.approx(std, abs=0.003)
+    assert (t > 0.5).double().mean().item() == pytest.approx(above_half, abs=0.005)
+    torch.testing.assert_close(t, bridge.sample_time(200_000, generator=torch.Generator().manual_seed(2)))
+    assert not torch.equal(t, bridge.sample_time(200_000, generator=g))  # the generator moved on
+
+
+@pytest.mark.parametrize("noise", NOISE_MODES)
+def test_outputs_of_each_prediction(noise):
+    """velocity: o is v and x0_hat = x1 - o; x0: o is x0_hat (or its correction to the prior)
+    and v = x1 - x0_hat, so the true depth as output gives the true velocity, in every mode."""
+    x0, x1, prior = _pair()
+    u = Bridge.velocity_target(x0, x1)
+    cases = [(Bridge(noise), u, None), (Bridge(noise, prediction="x0"), x0, None),
+             (Bridge(noise, prediction="x0", prior_residual=True), x0 - prior, prior)]
+    for bridge, out, p in cases:
+        v, x0_hat = bridge.outputs(out, x1, p)
+        torch.testing.assert_close(v, u)
+        torch.testing.assert_close(x0_hat, x0)
+        torch.testing.assert_close(bridge.velocity(out, x1, p), v)
+    with pytest.raises(ValueError, match="prior"):
+        Bridge(prediction="x0", prior_residual=True).outputs(x0, x1, None)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("method", SAMPLERS)
+@pytest.mark.parametrize("nfe", [1, 2, 3, 10])
+def test_x0_prediction_samples_with_exactly_nfe_network_calls(method, nfe, residual):
+    """A clean-depth network (here, one that knows x0) drives the samplers through the derived
+    velocity: exactly nfe calls, and a deterministic sampler lands on x0 at any budget."""
+    x0, x1, prior = _pair()
+    bridge = Bridge("bridge" if residual else "constant", prediction="x0", prior_residual=residual)
+    net = CountingVelocity(lambda x: x0 - prior if residual else x0)
+    got = bridge.sample(lambda x, t: bridge.velocity(net(x, t), x1, prior), x1, nfe, method,
+                        generator=torch.Generator().manual_seed(0))
+    assert len(net.times) == nfe
+    if method != "euler_maruyama":
+        torch.testing.assert_close(got, x0)
+
+
+def test_bridge_settings_round_trip_and_bad_combinations():
+    bridge = Bridge("bridge", 0.2, prediction="x0", prior_residual=True, time_sampling="beta_dem")
+    assert Bridge(**bridge.to_dict()) == bridge
+    assert Bridge().to_dict() == {"noise": "constant", "sigma": 0.1, "prediction": "velocity",
+                                  "prior_residual": False, "time_sampling": "uniform"}
+    for bad in ({"prediction": "eps"}, {"time_sampling": "cosine"}, {"prior_residual": True}):
+        with pytest.raises(ValueError):
+            Bridge(**bad)
 
 
 @pytest.mark.parametrize("noise", NOISE_MODES)

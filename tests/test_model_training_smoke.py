@@ -1,8 +1,14 @@
-"""Training objective, sampler, EMA and the regression baseline on small synthetic batches."""
+"""Training objective, sampler, EMA and the regression baseline on small synthetic batches;
+the issue-12 options (x0 prediction, prior residual, depth losses, time densities) on the tiny
+real dataset."""
+
+import math
 
 import pytest
 import torch
 
+from piff.choices import PREDICTIONS
+from piff.errors import PiffInputError
 from piff.model import (
     EMA,
     Bridge,
@@ -18,8 +24,6 @@ from piff.model import (
 H = W = 64
 B = 2
 SMALL = dict(base_channels=16, channel_mult=(1, 2), attention_ds=(2,), head_channels=8, rain_width=32)
-
-
 
 
 def make_batch(b=B, h=H, w=W, dx=20.0, seed=0) -> dict:
@@ -82,11 +86,13 @@ def test_gradients_reach_the_rainfall_encoder():
     assert model.rain_encoder.value_embed[0].weight.grad.abs().sum() > 0
 
 
-def test_physics_term_on_consistent_data():
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_physics_term_on_consistent_data(prediction):
     """With data fluxes and h_prev, the residual of the clean estimate is (x0_hat - x0) in metres
-    per hour, so the term (in model units) equals the velocity MSE up to float rounding."""
+    per hour, so the term (in model units) equals the velocity MSE up to float rounding, whatever
+    the network outputs."""
     batch = make_batch(h=16, w=16)
-    norm, bridge = _normaliser(batch), Bridge("none")
+    norm, bridge = _normaliser(batch), Bridge("none", prediction=prediction)
     model = build_model(ModelConfig.from_preset("tiny", **SMALL))
     for p in model.parameters():  # a model whose output is far from the target
         torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
@@ -132,12 +138,15 @@ def test_sample_returns_non_negative_metres_with_exactly_nfe_network_calls():
     calls = {"net": 0, "rain": 0}
     model.net.register_forward_hook(lambda *_: calls.__setitem__("net", calls["net"] + 1))
     model.rain_encoder.register_forward_hook(lambda *_: calls.__setitem__("rain", calls["rain"] + 1))
+    for bridge in (Bridge("constant"), Bridge("constant", prediction="x0"),
+                   Bridge("bridge", prediction="x0", prior_residual=True)):
+        args = (model, bridge, norm, batch["elevation"], batch["prior"], batch["rain_window"])
+        for nfe, method in ((1, "euler"), (3, "heun"), (4, "heun"), (5, "euler_maruyama"), (10, "euler")):
+            calls.update(net=0, rain=0)
+            out = sample(*args, nfe=nfe, method=method, generator=torch.Generator().manual_seed(0))
+            assert calls == {"net": nfe, "rain": 1}
+            assert out.shape == (B, 1, 16, 16) and out.min() >= 0 and torch.isfinite(out).all()
     args = (model, Bridge("constant"), norm, batch["elevation"], batch["prior"], batch["rain_window"])
-    for nfe, method in ((1, "euler"), (3, "heun"), (4, "heun"), (5, "euler_maruyama")):
-        calls.update(net=0, rain=0)
-        out = sample(*args, nfe=nfe, method=method, generator=torch.Generator().manual_seed(0))
-        assert calls == {"net": nfe, "rain": 1}
-        assert out.shape == (B, 1, 16, 16) and out.min() >= 0 and torch.isfinite(out).all()
     a = sample(*args, nfe=4, method="euler_maruyama", generator=torch.Generator().manual_seed(1))
     b = sample(*args, nfe=4, method="euler_maruyama", generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
@@ -184,3 +193,161 @@ def test_regression_baseline_trains():
     assert losses[-1] < 0.5 * losses[0]
     out = regress(model, norm, batch["elevation"], batch["prior"], batch["rain_window"])
     assert out.shape == (B, 1, 16, 16) and out.min() >= 0
+
+
+# ----------------------------------------------------------------------------- issue 12 options
+# on the real tiny dataset (solver ground truth, SPM prior), through the training Objective
+OPTIONS = {"x0": {"prediction": "x0"},
+           "x0_prior_residual": {"prediction": "x0", "prior_residual": True},
+           "l1": {"depth_loss": "l1"},
+           "x0_wet_l1_physics": {"prediction": "x0", "depth_loss": "wet_l1", "use_physics": True},
+           "logit_normal": {"time_sampling": "logit_normal"},
+           "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"}}
+
+
+def _train_briefly(options: dict, dataset_path, steps: int, seeds: int = 4):
+    """The training Objective of an experiment with ``options`` (demo network), ``steps`` AdamW
+    steps on one fixed batch of 8 training maps, t and noise cycling through ``seeds`` seeds
+    (so step i and i + seeds see the same draw). Returns (objective, data, optimizer, logs)."""
+    from piff.data.torch_dataset import FloodMapDataset
+    from piff.training.config import ExperimentConfig
+    from piff.training.objective import Objective
+    from piff.training.train import collate
+
+    cfg = ExperimentConfig.from_dict({"model": "demo", "lr": 2e-3, "rain_encoder_lr": 2e-3, "ema_decay": 0.5,
+                                      **options})
+    data = FloodMapDataset(dataset_path, "train", prior=cfg.prior, with_physics=cfg.use_physics)
+    torch.manual_seed(0)
+    objective = Objective(cfg, data)
+    optimizer = objective.optimizer()
+    batch = collate(data, list(range(0, len(data), len(data) // 8))[:8], "cpu")
+    history = []
+    for i in range(steps):
+        loss, logs = objective.loss(objective.model, batch, torch.Generator().manual_seed(i % seeds))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        objective.update_ema()
+        history.append({"step": i + 1, **{k: float(v) for k, v in logs.items()}})
+    return objective, data, optimizer, history
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_each_new_option_trains_and_lowers_the_loss(name, tiny_dataset):
+    """20 real optimiser steps of each issue-12 option on real maps: the loss (velocity MSE plus
+    the option's terms) at least halves, comparing the same t and noise draws."""
+    options = OPTIONS[name]
+    objective, _, _, history = _train_briefly(options, tiny_dataset, steps=20)
+    bridge = objective.bridge
+    assert bridge.prediction == options.get("prediction", "velocity")
+    assert bridge.prior_residual == options.get("prior_residual", False)
+    assert bridge.time_sampling == options.get("time_sampling", "uniform")
+    assert ("depth_loss" in history[0]) == ("depth_loss" in options)
+    assert ("physics" in history[0]) == options.get("use_physics", False)
+    first = sum(h["loss"] for h in history[:4])
+    last = sum(h["loss"] for h in history[-4:])
+    assert all(math.isfinite(h["loss"]) for h in history) and last < 0.5 * first, (first, last)
+
+
+def test_depth_losses_in_metres():
+    """l1 is the mean absolute error in metres; wet_l1 weighs the cells the truth has wet
+    (>= WET_M) WET_L1_WEIGHT times."""
+    from piff.hydro.metrics import WET_M
+    from piff.model.piff_model import WET_L1_WEIGHT, depth_loss_m
+
+    truth = torch.tensor([0.0, 0.0, 0.2, 0.5]).view(1, 1, 2, 2)
+    pred = truth + torch.tensor([0.01, -0.03, 0.02, -0.04]).view(1, 1, 2, 2)
+    assert depth_loss_m(pred, truth, "l1").item() == pytest.approx(0.025)
+    assert 0.2 >= WET_M > 0.0
+    want = (0.01 + 0.03 + WET_L1_WEIGHT * (0.02 + 0.04)) / 4
+    assert depth_loss_m(pred, truth, "wet_l1").item() == pytest.approx(want)
+    batch = make_batch(h=16, w=16)
+    model = build_model(ModelConfig.from_preset("tiny", **SMALL))
+    with pytest.raises(ValueError, match="depth_loss"):
+        training_loss(model, Bridge(), _normaliser(batch), batch, depth_loss="l2")
+
+
+def _write_model(objective, data, optimizer, history, folder):
+    from piff.training.train import lr_lambda, write_outputs
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(objective.cfg))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_outputs(objective, optimizer, scheduler, objective.cfg, "f" * 24, data, "0" * 64, len(history), history,
+                  folder / "model.pt", folder)
+    return folder / "model.pt"
+
+
+def _test_inputs(dataset_path, n=4):
+    from piff.data.torch_dataset import FloodMapDataset
+
+    test = FloodMapDataset(dataset_path, "test", with_physics=False)
+    batch = torch.utils.data.default_collate([test[i] for i in range(n)])
+    return batch["elevation"], batch["prior"], batch["rain_window"]
+
+
+def test_x0_model_saved_and_loaded_predicts_identically(tiny_dataset, tmp_path):
+    """model.pt stores the bridge's options; load_trained predicts with them, bit for bit the
+    maps of the in-memory model (EMA weights), and not those of a velocity reading."""
+    from piff.model.trained import load_trained
+
+    options = {"prediction": "x0", "prior_residual": True, "time_sampling": "logit_normal", "depth_loss": "wet_l1"}
+    objective, data, optimizer, history = _train_briefly(options, tiny_dataset, steps=3)
+    loaded = load_trained(_write_model(objective, data, optimizer, history, tmp_path))
+    assert loaded.bridge == objective.bridge and loaded.bridge.prediction == "x0"
+    assert {k: loaded.experiment[k] for k in options} == options
+    elevation, prior, rain = _test_inputs(tiny_dataset)
+    for nfe, sampler in ((1, "euler"), (3, "heun"), (4, "euler_maruyama")):
+        with objective.ema.swapped_in():
+            want = sample(objective.model, objective.bridge, objective.normaliser, elevation, prior, rain, nfe=nfe,
+                          method=sampler, generator=torch.Generator().manual_seed(5))
+        got = loaded.predict(elevation, prior, rain, nfe=nfe, sampler=sampler,
+                             generator=torch.Generator().manual_seed(5))
+        assert torch.equal(got, want)
+    as_velocity = sample(loaded.model, Bridge(loaded.bridge.noise, loaded.bridge.sigma), loaded.normaliser,
+                         elevation, prior, rain, nfe=3)
+    assert (as_velocity - got).abs().max() > 1e-3  # the stored options matter
+
+
+def test_model_file_without_the_new_keys_loads_as_the_velocity_bridge(tiny_dataset, tmp_path):
+    """A model.pt written before issue 12 (bridge = noise and sigma only, or no bridge entry at
+    all; no new experiment keys) loads as the paper's velocity bridge and predicts as before."""
+    from piff.model.store import load_checkpoint, serialize
+    from piff.model.trained import load_trained
+    from piff.training.config import ADDED_KEYS
+
+    objective, data, optimizer, history = _train_briefly({}, tiny_dataset, steps=2)
+    path = _write_model(objective, data, optimizer, history, tmp_path / "new")
+    today = load_trained(path)
+    payload = load_checkpoint(path)
+    meta = payload["piff"]
+    old_train_config = {k: v for k, v in meta["train_config"].items() if k not in ADDED_KEYS}
+    elevation, prior, rain = _test_inputs(tiny_dataset)
+    want = today.predict(elevation, prior, rain, nfe=2)
+    for bridge_entry in ({"noise": "constant", "sigma": 0.1}, None):
+        old_meta = {**meta, "train_config": old_train_config, "bridge": bridge_entry}
+        if bridge_entry is None:
+            del old_meta["bridge"]
+        old = tmp_path / "old.pt"
+        old.write_bytes(serialize({**payload, "piff": old_meta}))
+        loaded = load_trained(old)
+        assert loaded.bridge == Bridge("constant", 0.1)
+        assert loaded.bridge.prediction == "velocity" and not loaded.bridge.prior_residual
+        assert torch.equal(loaded.predict(elevation, prior, rain, nfe=2), want)
+
+
+def test_new_experiment_options_are_checked_and_old_fingerprints_kept():
+    from piff.training.config import ExperimentConfig
+
+    # the fingerprints piff gave these experiments before issue 12 (so their runs still resume)
+    assert ExperimentConfig.from_dict({}).fingerprint("0" * 64) == "8df637f0dbbb809e6cb1d67c"
+    phy = {"use_physics": True, "model": "demo", "steps": 600}
+    assert ExperimentConfig.from_dict(phy).fingerprint("0" * 64) == "3f6053d388c66422654b8f7c"
+    assert ExperimentConfig.from_dict({**phy, "prediction": "x0"}).fingerprint("0" * 64) != "3f6053d388c66422654b8f7c"
+    bad = [({"prediction": "eps"}, "prediction"), ({"time_sampling": "cosine"}, "time_sampling"),
+           ({"depth_loss": "l2"}, "depth_loss"), ({"prior_residual": True}, "prior_residual"),
+           ({"prediction": "x0", "prior_residual": True, "use_prior": False}, "prior_residual")]
+    for options, word in bad:
+        with pytest.raises(PiffInputError, match=word):
+            ExperimentConfig.from_dict(options)
+    ExperimentConfig.from_dict({"prediction": "x0", "prior_residual": True, "time_sampling": "beta_dem",
+                                "depth_loss": "wet_l1", "depth_loss_weight": 0.5})

@@ -322,3 +322,46 @@ def test_bad_inputs_give_one_line_errors(case, expect, model_path, files, tmp_pa
     if case == "cell_size":
         assert "--resample" in err
     assert not (tmp_path / "flood.nc").exists() and not (tmp_path / "flood.tif").exists()
+
+
+# ----------------------------------------------------------------------------- files of earlier versions
+# What a model.pt of the first release (revision 06439cb) held: these meta keys, and an experiment
+# config with these option names (the prior was called the SPM then: ``use_spm``).
+FIRST_RELEASE_META = ("piff_version", "fingerprint", "step", "train_config", "dataset", "dataset_sha256",
+                      "cell_size_m", "grid_shape", "model_config", "normaliser", "kind", "bridge")
+FIRST_RELEASE_TRAIN_KEYS = (
+    "dataset", "description", "type", "model", "noise", "sigma", "use_physics", "physics_weight", "physics_flux",
+    "use_spm", "prior", "batch_size", "microbatch", "lr", "rain_encoder_lr", "weight_decay", "grad_clip",
+    "ema_decay", "lr_schedule", "warmup_steps", "steps", "ckpt_every", "keep_checkpoints", "log_every", "nproc",
+    "amp", "wall_time_budget_min", "nfe", "sampler", "members", "seed", "nodes", "eval_hours", "sample_batch_size")
+
+
+def _as_first_release(config: dict, keys=None) -> dict:
+    renamed = {("use_spm" if k == "use_prior" else k): v for k, v in config.items()}
+    return {k: renamed[k] for k in (keys or renamed) if k in renamed}
+
+
+def test_model_file_of_the_first_release_still_loads_and_predicts_the_same(model_path, trained, tmp_path):
+    """Rewrite today's model.pt into the first release's layout (old key names, no keys added
+    since) and check that it loads as the same model and predicts the same maps."""
+    from piff.model.store import load_checkpoint, serialize
+    from piff.model.trained import load_trained
+
+    payload = load_checkpoint(model_path)
+    meta = payload["piff"]
+    old_meta = {k: meta[k] for k in FIRST_RELEASE_META}
+    old_meta["model_config"] = _as_first_release(meta["model_config"])
+    old_meta["train_config"] = _as_first_release(meta["train_config"], FIRST_RELEASE_TRAIN_KEYS)
+    old_meta["bridge"] = {k: meta["bridge"][k] for k in ("noise", "sigma")}  # prediction etc. came later
+    assert "use_spm" in old_meta["model_config"] and "use_spm" in old_meta["train_config"]
+    old = tmp_path / "model_first_release.pt"
+    old.write_bytes(serialize({**{k: v for k, v in payload.items() if k != "piff"}, "piff": old_meta}))
+
+    loaded = load_trained(old)
+    assert loaded.kind == trained.kind and loaded.prior == trained.prior == "spm"
+    assert loaded.model.config == trained.model.config and loaded.rain_max_mm_per_h is None
+    terrain = georeferenced(16, seed=3)
+    kw = dict(nfe=2, sampler="euler")
+    new_maps = P.predict_maps(trained, terrain, RAIN, [2, 5], **kw)["depth_mean"].values
+    old_maps = P.predict_maps(loaded, terrain, RAIN, [2, 5], **kw)["depth_mean"].values
+    np.testing.assert_array_equal(old_maps, new_maps)

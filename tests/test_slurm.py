@@ -103,7 +103,7 @@ def slurm_plugin():
 
 
 def test_profile_resources_on_dry_run(tmp_path, slurm_plugin):
-    cfg = _tiny_config(tmp_path, one={"dataset": "tiny", "nproc": 2},
+    cfg = _tiny_config(tmp_path, one={"dataset": "tiny", "nproc": 2, "microbatch": 8},
                        multi={"dataset": "tiny", "nproc": 4, "nodes": 2, "microbatch": 4})
     proc = _snakemake(tmp_path, "results/one/model.pt", "results/multi/model.pt", "-n", "--profile", str(PROFILE),
                       "--configfile", str(cfg), timeout=180)

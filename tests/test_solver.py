@@ -186,20 +186,38 @@ def test_float64_agrees_with_float32():
 
 
 @pytest.mark.slow
-def test_compiled_step_matches_eager():
-    """Runs the real torch.compile path (~20 s the first time); skips only if this machine cannot
-    compile, in which case simulate() must have fallen back to eager with a warning."""
+@pytest.mark.parametrize("mode, storms, infiltration", [
+    (True, [[80.0, 0.0]], None),  # the fast path: each output interval one compiled loop (CPU)
+    (True, [[80.0, 0.0], [20.0, 60.0]], 2.0),  # batched, with a loss term
+    ("step", [[80.0, 0.0]], None),  # one compiled step per call
+])
+def test_compiled_matches_eager(mode, storms, infiltration):
+    """Runs the real torch.compile paths (~10 s of compilation each); skips only if this machine
+    cannot compile, in which case simulate() must have fallen back to eager with a warning."""
     z = lowland(16)
-    eager = simulate(z, 20.0, [80.0, 0.0], boundaries="left=free")
+    kw = dict(boundaries="left=free", infiltration_mm_per_h=infiltration)
+    eager = simulate(z, 20.0, storms, **kw)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        comp = simulate(z, 20.0, [80.0, 0.0], boundaries="left=free", compile=True)
+        comp = simulate(z, 20.0, storms, compile=mode, **kw)
     if not comp.settings["compiled"]:
         assert any("torch.compile" in str(w.message) for w in caught)
         pytest.skip("torch.compile is not available here; simulate fell back to eager")
     assert comp.n_steps == eager.n_steps
-    np.testing.assert_allclose(comp.depth, eager.depth, atol=1e-5)
-    assert abs(comp.mass_balance[0]["relative_residual"]) < 1e-9
+    for name in ("depth", "flux_x", "flux_y", "loss"):
+        np.testing.assert_allclose(getattr(comp, name), getattr(eager, name), atol=1e-5, err_msg=name)
+    assert all(abs(m["relative_residual"]) < 1e-9 for m in comp.mass_balance)
+    assert (eager.loss.sum() > 0) == (infiltration is not None)
+
+
+def test_fast_cube_root_is_float32_accurate():
+    from piff.hydro.solver import _cbrt
+
+    x = torch.logspace(-6, 4, 200001, dtype=torch.float64)
+    exact = x ** (1.0 / 3.0)
+    rel = ((_cbrt(x.float()).double() - exact) / exact).abs().max()
+    assert rel < 4e-7  # ~2 ulp of float32
+    assert torch.equal(_cbrt(x), x ** (1.0 / 3.0))  # other dtypes: pow
 
 
 # ------------------------------------------------------------------------------------------
@@ -265,6 +283,7 @@ def test_agrees_with_landlab_overland_flow():
     (dict(manning=np.full((3, 3), 0.03)), "manning"),
     (dict(boundaries="left=river"), "--boundary"),
     (dict(alpha=1.5), "alpha"),
+    (dict(compile="fast"), "compile"),
 ])
 def test_bad_input_raises_one_line_error_naming_the_source(kwargs, source):
     args = dict(elevation=np.zeros((2, 2)), dx=10.0, rain_mm_per_h=[10.0])

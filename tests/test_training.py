@@ -104,7 +104,10 @@ def test_kill9_one_rank_resumes_bit_for_bit(tiny_dataset, reference, tmp_path):
 
 
 def test_kill9_two_gloo_ranks_resume_bit_for_bit(tiny_dataset, tmp_path):
-    hp = {**HPARAMS, "nproc": 2, "steps": 24}
+    # with the issue-12 options (x0 prediction, prior residual, wet depth loss, logit-normal t):
+    # the resumed run draws the same t and noise and ends on the same weights
+    hp = {**HPARAMS, "nproc": 2, "steps": 24, "prediction": "x0", "prior_residual": True, "depth_loss": "wet_l1",
+          "time_sampling": "logit_normal"}
     ref = tmp_path / "ref"
     run_training(tiny_dataset, ref, hp)
     work = tmp_path / "killed"
@@ -112,6 +115,7 @@ def test_kill9_two_gloo_ranks_resume_bit_for_bit(tiny_dataset, tmp_path):
     proc = run_training(tiny_dataset, work, hp)
     assert "resuming from" in proc.stderr
     assert_same_weights(work / "model.pt", ref / "model.pt")
+    assert load_checkpoint(work / "model.pt")["piff"]["bridge"]["prediction"] == "x0"
 
 
 def test_finished_run_retrains_from_zero_and_keeps_old_checkpoints(tiny_dataset, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from workflow_utils import REPO, TINY_DATASET, jobs_run, snakemake, write_config
 
 from piff.data import format as fmt
-from piff.data.preprocess import continuity_residual
+from piff.data.preprocess import continuity_residual, storm_batches
 from piff.data.torch_dataset import FloodMapDataset
 
 pytestmark = pytest.mark.slow
@@ -106,3 +106,10 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, mutate, needle):
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_storm_batches_equal_sized_and_padded():
+    assert storm_batches(18, 64 * 64) == [list(range(0, 6)), list(range(6, 12)), list(range(12, 18))]
+    assert storm_batches(7, 64 * 64) == [[0, 1, 2, 3], [4, 5, 6, 6]]  # padded: one shape, one compile
+    assert storm_batches(3, 256 * 256) == [[0], [1], [2]]
+    assert storm_batches(2, 24 * 24) == [[0, 1]]

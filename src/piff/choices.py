@@ -14,6 +14,14 @@ EXPERIMENT_TYPES = TRAINED_KINDS + BASELINE_KINDS
 NOISE_MODES = ("none", "constant", "bridge")
 SAMPLERS = ("euler", "heun", "euler_maruyama")
 STOCHASTIC_SAMPLERS = ("euler_maruyama",)  # the others are deterministic: one member
+# What the network outputs (the samplers always integrate the velocity derived from it):
+# the velocity x1 - x0 (the paper), or the clean depth x0 itself (v = x1 - x0_hat).
+PREDICTIONS = ("velocity", "x0")
+# Density of the training time t: U[0, 1) (the paper); SD3's logit-normal; pi0's shifted Beta,
+# heavier towards t = 1 (the DEM end, where every sampler starts).
+TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem")
+# Loss on the clean depth estimate in metres, added to the velocity MSE (weight depth_loss_weight).
+DEPTH_LOSSES = ("none", "l1", "wet_l1")
 
 # The prior map fed to the network as an extra channel (a prior, whichever model made it).
 PRIORS = ("spm", "coarse")
@@ -22,6 +30,10 @@ PRIORS = ("spm", "coarse")
 PHYSICS_FLUX_MODES = ("data", "scaled")
 
 LR_SCHEDULES = ("constant", "cosine", "step")
+
+# Network presets (the keys of piff.model.config.PRESETS, which holds their sizes; a test keeps
+# the two equal): named here so the torch-free experiment check can refuse an unknown one.
+MODEL_PRESETS = ("demo", "tiny", "paper")
 
 # Config keys of files written by earlier piff versions -> today's names, so that old model.pt
 # files and checkpoints still load (ModelConfig and ExperimentConfig apply it).

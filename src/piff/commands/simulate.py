@@ -10,6 +10,7 @@ and the mass balance and solver settings as global attributes.
 
 from __future__ import annotations
 
+import argparse
 from datetime import datetime, timezone
 
 import numpy as np
@@ -36,7 +37,9 @@ def add_arguments(parser) -> None:
                         help="hours to simulate (default: storm length)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the time step (falls back to eager)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="torch.compile the solver loop, falling back to eager with a warning (default: on; "
+                             "--no-compile runs eager: no ~10 s of compilation, but several times slower a step)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("--out", required=True, metavar="OUT.nc", help="output netCDF file")
 
@@ -70,6 +73,8 @@ def command_line(args) -> str:
     """The equivalent ``piff simulate`` command line, for the history attribute."""
     parts = ["piff simulate"]
     for key, value in sorted(vars(args).items()):
+        if key == "compile" and value is False:
+            parts.append("--no-compile")  # compiling is the default
         if key.startswith("_") or key == "command" or value in (None, False, ""):
             continue
         flag = "--" + key.replace("_", "-")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from piff.commands import json_object, positive_int
+from piff.commands import json_object, positive_float, positive_int
 
 log = logging.getLogger("piff.train")
 
@@ -21,11 +21,11 @@ def add_arguments(p) -> None:
     p.add_argument("--workdir", required=True, help="results/<name>: checkpoints/, loss.csv, options.yaml")
     p.add_argument("--out", required=True, help="final model file (written last, atomically)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--wall-time-min", type=float, default=None,
+    p.add_argument("--wall-time-min", type=positive_float, default=None,
                    help="save and exit with status 75 before this many minutes (a rerun resumes)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads per rank")
-    p.add_argument("--log-every", type=int, default=None, help="override the experiment's log_every")
-    p.add_argument("--keep-checkpoints", type=int, default=None, help="override keep_checkpoints")
+    p.add_argument("--log-every", type=positive_int, default=None, help="override the experiment's log_every")
+    p.add_argument("--keep-checkpoints", type=positive_int, default=None, help="override keep_checkpoints")
 
 
 def run(args) -> int:

@@ -55,7 +55,8 @@ VARIABLES = {
     "dem_name": (("dem",), None, "DEM name", None),
     "boundary": (("dem",), None, "solver boundary conditions per edge", None),
     "mass_residual": (("dem", "storm"), "1", "solver mass-balance residual relative to the rain volume", None),
-    "solver_wall_time": (("dem", "storm"), "s", "solver wall time for the whole event", None),
+    "solver_wall_time": (("dem", "storm"), "s",
+                         "solver wall time for the whole event (a batched call's time shared by its storms)", None),
 }
 REQUIRED = ("elevation", "rainfall", "depth", "spm", "storm_shape", "storm_group", "storm_total", "split", "dem_name")
 SPLITS = ("train", "val", "test")

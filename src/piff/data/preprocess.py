@@ -149,6 +149,24 @@ def _chunk_inputs(dem_path, storms_path, chunk: int, dataset_cfg: dict):
     return read_dem(dem_path), storms.isel(storm=list(rows))
 
 
+# Storms per batched solver call in a simulate job: as many as fit this many cells (6 storms at
+# 64 x 64, one storm from 128 x 128 up). Measured at 64 x 64 on one core (docs/hydrology.md,
+# "Solver cost facts"): 6 storms a call cost 15-20 % less per storm than one by one; more storms
+# per call save no more, because every call runs until its slowest storm reaches each output time.
+BATCH_CELLS = 6 * 64 * 64
+
+
+def storm_batches(n_storms: int, cells: int, batch_cells: int = BATCH_CELLS) -> list[list[int]]:
+    """Storm indices of each solver call of a chunk: equal-sized batches of at most
+    ``batch_cells // cells`` storms (at least 1). The last batch is padded with repeats of its last
+    storm, so every call has the same shape and compiles once."""
+    per = max(1, min(n_storms, batch_cells // max(cells, 1)))
+    n_batches = -(-n_storms // per)
+    size = -(-n_storms // n_batches)
+    batches = [list(range(i, min(i + size, n_storms))) for i in range(0, n_storms, size)]
+    return [b + [b[-1]] * (size - len(b)) for b in batches]
+
+
 def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, progress=False) -> xr.Dataset:
     """Run the solver for one DEM and one chunk of storms; returns depth, vx, vy, fluxes, loss."""
     from piff.hydro import solver as solver_mod
@@ -156,11 +174,13 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, prog
     ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     boundaries = boundary_string(dataset_cfg, ter)
-    outputs = {k: [] for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
-    residual, wall = [], []
-    # One storm at a time: on a CPU batching storms is memory bound and slower (docs/hydrology.md).
-    for i in range(storms.sizes["storm"]):
-        rain = storms["rainfall"].values[i, 1:]
+    n = storms.sizes["storm"]
+    outputs = {k: [None] * n for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
+    residual, wall = [None] * n, [None] * n
+    # Storms in batched calls (storm_batches), each storm with its own time step, so the results
+    # equal those of one storm at a time; compile true is the fast path (piff.hydro.solver).
+    for batch in storm_batches(n, ter.elevation.size):
+        rain = storms["rainfall"].values[batch, 1:]
         t0 = time.perf_counter()
         res = solver_mod.simulate(
             ter.elevation, ter.dx, rain, manning=float(scfg.get("manning", 0.03)), boundaries=boundaries,
@@ -168,12 +188,15 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, prog
             dtype=_dtype(scfg.get("dtype", "float32")), alpha=float(scfg.get("alpha", 0.5)),
             theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
             nodata_mask=ter.nodata_mask, progress=progress)
-        wall.append(time.perf_counter() - t0)
-        for k in outputs:
-            outputs[k].append(getattr(res, k)[0])
-        residual.append(res.mass_balance[0]["relative_residual"])
-        log.info("dem %s storm %s: peak %.3f m, residual %.2e, %.1f s", ter.name, int(storms.storm[i]),
-                 float(res.depth[0].max()), residual[-1], wall[-1])
+        seconds = (time.perf_counter() - t0) / len(set(batch))  # the call's time, shared by its storms
+        for j, i in enumerate(batch):
+            if wall[i] is not None:
+                continue  # a repeat that pads the last batch
+            for k in outputs:
+                outputs[k][i] = getattr(res, k)[j]
+            residual[i], wall[i] = res.mass_balance[j]["relative_residual"], seconds
+            log.info("dem %s storm %s: peak %.3f m, residual %.2e, %.1f s", ter.name, int(storms.storm[i]),
+                     float(res.depth[j].max()), residual[i], seconds)
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)
     ds = ds.assign_coords(storm=storms["storm"])
@@ -193,13 +216,15 @@ def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> 
     scfg = dataset_cfg.get("solver", {})
     factor = int(dataset_cfg.get("coarse_prior", {}).get("factor", 4))
     # All storms of the chunk in one batched run: on the coarse grid a step costs its per-step
-    # dispatch overhead, not its cells, so one run of S storms costs about one storm's.
+    # overhead more than its cells, so one run of S storms costs about one storm's. A run of a few
+    # thousand steps is too short to repay compiling the whole interval loop (~8 s in every job):
+    # the compiled step, which torch caches on disk, is cheaper here (docs/hydrology.md, "Cost").
+    compile_ = "step" if scfg.get("compile", False) else False
     t0 = time.perf_counter()
     maps = coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[:, 1:],
                                 boundary_string(dataset_cfg, ter), factor=factor,
                                 manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
-                                theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
-                                nodata_mask=ter.nodata_mask)
+                                theta=float(scfg.get("theta", 0.8)), compile=compile_, nodata_mask=ter.nodata_mask)
     wall = np.full(storms.sizes["storm"], (time.perf_counter() - t0) / storms.sizes["storm"])  # per storm, shared
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)

@@ -39,9 +39,13 @@ One time step (all storms of a batch at once, each with its own dt):
    ~1e-12 of the rain volume; float32 only affects the momentum update.
 
 Host/device synchronisation: dt and the time of each storm live on the device, so the step
-function needs no host value; the host only checks whether all storms reached the next output
-time, once every ``steps_per_sync`` steps (1 on CPU where a sync is free; 16 on CUDA, where
-the at most 15 extra steps after the output time are exact no-ops: dt = 0 there).
+function needs no host value. Compiled on a CPU (``compile=True``), the steps of an output
+interval run as one compiled loop (``torch._higher_order_ops.while_loop``) that stops when every
+storm reached the output time: no Python between steps. Eager, or compiled one step at a time
+(``compile="step"``, the default on CUDA), the host checks whether all storms reached the output
+time once every ``steps_per_sync`` steps (1 on CPU where a sync is free; 16 on CUDA, where the at
+most 15 extra steps after the output time are exact no-ops: dt = 0 there). Costs and the
+measurements behind these choices: docs/hydrology.md, "Cost".
 """
 
 from __future__ import annotations
@@ -277,7 +281,7 @@ def _momentum(q, h, eta, faces, c, spec, name, dim, dt, p):
     q_pad = _pad(q, q.narrow(dim, 0, 1), q.narrow(dim, nq - 1, 1), dim)
     q_nb = 0.5 * (q_pad.narrow(dim, 0, nq) + q_pad.narrow(dim, 2, nq))
     num = theta * q + (1.0 - theta) * q_nb - g * hf * dt * (eta_b - eta_a) / dx
-    den = 1.0 + dt * c[f"gn2_{name}"] * torch.abs(q) / hf_c ** (7.0 / 3.0)
+    den = 1.0 + dt * c[f"gn2_{name}"] * torch.abs(q) / (hf_c * hf_c * _cbrt(hf_c))  # hf^(7/3)
     cap = hf_c * torch.sqrt(g * hf_c)
     q_new = torch.clamp(num / den, min=-cap, max=cap)
     q_new = torch.where(hf > h_dry, q_new, torch.zeros_like(q_new)) * c[f"open_{name}"]
@@ -290,6 +294,25 @@ def _momentum(q, h, eta, faces, c, spec, name, dim, dt, p):
               else q_new.narrow(dim, nq - 1, 1))
         q_new = torch.cat([lo] + (parts or []) + [hi], dim)
     return q_new
+
+
+def _cbrt(x):
+    """Cube root of a positive tensor (the friction term's ``h_f^(7/3) = h_f^2 cbrt(h_f)``).
+
+    float32: a bit-level first guess (the exponent divided by 3, within 4 %) refined by two
+    Halley steps, max relative error 3e-7 (about 2 ulp; ``x ** (1/3)`` via pow is within 1 ulp)
+    at a sixth of the cost of a vectorised pow, which was 60 % of a compiled step's kernel time
+    (docs/hydrology.md, "Cost"). Other dtypes use pow. ``x`` must be > 0 and finite (h_f is
+    clamped to h_dry).
+    """
+    if x.dtype != torch.float32:
+        return x ** (1.0 / 3.0)
+    bits = x.view(torch.int32).to(torch.float32)  # float arithmetic: int division does not vectorise
+    y = (bits * (1.0 / 3.0) + 709921077.0).to(torch.int32).view(torch.float32)
+    for _ in range(2):
+        y3 = y * y * y
+        y = y * (y3 + 2.0 * x) / (2.0 * y3 + x)
+    return y
 
 
 def _limit_outflow(qx, qy, avail, dt, dx, eps):
@@ -335,7 +358,7 @@ def _make_step(c, spec, p):
 
     ``state`` is a tuple of tensors: h64 (S,ny,nx) float64 depth, qx, qy (compute dtype), t (S,)
     float64 seconds, and the float64 interval accumulators fx, fy (face q dt), loss, hdt (h dt).
-    ``t_end`` is a 0-d float64 tensor (next output time), ``rain`` (S,1,1) float64 m/s,
+    ``t_end`` is a (1,) float64 tensor (next output time), ``rain`` (S,1,1) float64 m/s,
     ``infil`` (ny,nx) float64 m/s or None. Only tensors change between calls, so a compiled
     version is not recompiled.
     """
@@ -377,20 +400,75 @@ def _make_step(c, spec, p):
     return step
 
 
-class _Stepper:
-    """Calls the (optionally compiled) step; falls back to eager if compilation fails."""
+def _make_advance(step):
+    """``advance(n, state, t_end, rain, infil) -> (n, state)``: ``step`` repeated until every
+    storm reached ``t_end``, as one ``while_loop`` (torch's structured loop, a higher-order op),
+    so that torch.compile turns a whole output interval into one call. ``n`` ((1,) int64 tensor)
+    counts the steps. The loop runs in inductor's generated wrapper: per step it calls the fused
+    step kernel and the stop test, without dynamo's per-call guards and wrappers, which cost as
+    much as the kernel itself on small grids (docs/hydrology.md, "Cost"). The stop test reads a
+    device bool each step: free on a CPU, a synchronisation on CUDA, which therefore keeps the
+    host loop of :func:`_advance`."""
+    from torch._higher_order_ops.while_loop import while_loop
 
-    def __init__(self, step, compile_: bool):
+    def advance(n, state, t_end, rain, infil):
+        def cond(n, *st):
+            return (st[3] < t_end).any()
+
+        def body(n, *st):
+            st = step(st, t_end, rain, infil)
+            # loop outputs may not alias its inputs: without infiltration the loss is unchanged
+            loss = st[6] if infil is not None else st[6].clone()
+            return (n + 1,) + tuple(st[:6]) + (loss, st[7])
+
+        out = while_loop(cond, body, (n,) + tuple(state))
+        return out[0], tuple(out[1:])
+
+    return advance
+
+
+COMPILE_MODES = (False, True, "interval", "step")
+
+
+class _Stepper:
+    """Advances the state to an output time, eager or compiled (``mode``, see :func:`simulate`).
+
+    False: the eager step in a host loop (:func:`_advance`). "interval" (CPU): every output
+    interval is one compiled call (:func:`_make_advance`). "step": the compiled step in the host
+    loop. True: "interval" on a CPU, "step" on other devices. Falls back to eager, with a warning,
+    if compilation fails.
+    """
+
+    def __init__(self, step, mode, device):
         self.eager = step
-        self.fn = step
+        self.fn = step  # the step the host loop calls
+        self.interval_fn = None  # compiled whole-interval advance (CPU)
         self.compiled = False
-        if compile_:
+        if mode is True:
+            mode = "interval" if torch.device(device).type == "cpu" else "step"
+        if mode == "interval" and torch.device(device).type != "cpu":
+            mode = "step"  # the loop's stop test would synchronise with the device every step
+        if mode:
             try:
-                self.fn = torch.compile(step, dynamic=False)
+                if mode == "interval":
+                    # cpp_wrapper: inductor writes the loop itself in C++ (a Python wrapper costs
+                    # ~20 us a step in tensor bookkeeping; docs/hydrology.md, "Cost")
+                    self.interval_fn = torch.compile(_make_advance(step), dynamic=False, fullgraph=True,
+                                                     options={"cpp_wrapper": True})
+                elif torch.device(device).type == "cpu":
+                    self.fn = torch.compile(step, dynamic=False, options={"cpp_wrapper": True})
+                else:
+                    self.fn = torch.compile(step, dynamic=False)
                 self.compiled = True
             except Exception as err:  # torch.compile itself unavailable (e.g. unsupported Python)
                 warnings.warn(f"torch.compile unavailable ({type(err).__name__}: {err}); running eager", RuntimeWarning,
                               stacklevel=3)
+
+    def _fall_back(self, err, stacklevel):
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        warnings.warn(f"torch.compile failed ({type(err).__name__}: {first_line}); running eager", RuntimeWarning,
+                      stacklevel=stacklevel + 1)
+        self.fn, self.interval_fn, self.compiled = self.eager, None, False
 
     def __call__(self, *args):
         if not self.compiled:
@@ -398,11 +476,18 @@ class _Stepper:
         try:
             return self.fn(*args)
         except Exception as err:  # compilation happens at the first call (no C++ compiler, ...)
-            first_line = str(err).splitlines()[0] if str(err) else ""
-            warnings.warn(f"torch.compile failed ({type(err).__name__}: {first_line}); running eager", RuntimeWarning,
-                          stacklevel=4)
-            self.fn, self.compiled = self.eager, False
+            self._fall_back(err, stacklevel=5)  # simulate's caller, via _advance and advance
             return self.fn(*args)
+
+    def advance(self, state, t_end, rain, infil, steps_per_sync):
+        """Step every storm to ``t_end``; returns the state and the number of steps taken."""
+        if self.interval_fn is not None:
+            try:
+                n, state = self.interval_fn(torch.zeros(1, dtype=torch.int64), state, t_end, rain, infil)
+                return state, int(n[0])
+            except Exception as err:  # compilation happens at the first call; the state is unchanged
+                self._fall_back(err, stacklevel=3)  # simulate's caller
+        return _advance(self, state, t_end, rain, infil, steps_per_sync)
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,12 +522,19 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
     theta : de Almeida smoothing weight (1 = Bates 2010).
     h_dry : face flow depth [m] below which a face carries no flow.
     max_dt : upper bound of dt [s].
-    compile : try torch.compile of the step (eager fallback with a warning).
+    compile : False (eager), True (the fast path), "interval" or "step"; torch.compile with an eager
+        fallback and a warning. "interval" (True on a CPU) compiles the whole loop of an output
+        interval into one call: a step then costs its fused kernel and almost nothing else, but the
+        compilation (~8 s on one core) is redone in every process, as torch cannot cache such a
+        loop on disk. "step" (True elsewhere) compiles one step, which torch caches on disk (~3 s
+        once cached) but which pays ~150 us of Python per step: better for runs of a few thousand
+        steps, such as the coarse prior on its 16 x 16 grid. docs/hydrology.md, "Cost".
     initial_depth : optional (ny, nx) or (S, ny, nx) starting depth [m].
     source, rain_source : names used in error messages (default "elevation", "rainfall").
     output_interval_s : seconds between outputs (default 3600: hourly); rain intensities stay
         in mm/h.
-    steps_per_sync : steps between host checks of the output time (default 1 on CPU, 16 on CUDA).
+    steps_per_sync : steps between host checks of the output time (default 1 on CPU, 16 on CUDA);
+        unused by the compiled interval loop.
     """
     t0 = time.perf_counter()
     source = source or "elevation"
@@ -469,6 +561,10 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
         raise PiffInputError("device", f"{device!r} is not a torch device ({err})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PiffInputError("device", "CUDA was requested but torch sees no CUDA device")
+    if not isinstance(compile, str):
+        compile = bool(compile)
+    if compile not in COMPILE_MODES:
+        raise PiffInputError("compile", f"expected one of {COMPILE_MODES}, got {compile!r}")
     if steps_per_sync is None:
         steps_per_sync = 16 if device.type == "cuda" else 1
 
@@ -480,7 +576,7 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
              torch.zeros((S, ny + 1, nx), dtype=dtype, device=device), zeros(),
              zeros(ny, nx + 1), zeros(ny + 1, nx), zeros(ny, nx), zeros(ny, nx))
     infil_t = None if infil is None else f64(infil / (MM_PER_M * SECONDS_PER_HOUR) * ~mask)
-    stepper = _Stepper(_make_step(c, spec, p), compile)
+    stepper = _Stepper(_make_step(c, spec, p), compile, device)
 
     out_np = np.float64 if dtype == torch.float64 else np.float32
     out = {k: np.zeros((S, T + 1) + shape, dtype=out_np) for k, shape in
@@ -494,9 +590,10 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
         intervals = tqdm(intervals, desc="simulate", unit="h" if interval == SECONDS_PER_HOUR else "output")
     n_steps = 0
     for k in intervals:
-        t_end = torch.tensor(k * interval, dtype=torch.float64, device=device)
+        # (1,), not 0-d: dynamo traces a 0-d input as a Python float, specialises it and restarts
+        t_end = torch.tensor([k * interval], dtype=torch.float64, device=device)
         rain_k = f64(rain[:, k - 1] / (MM_PER_M * SECONDS_PER_HOUR)).view(S, 1, 1)
-        state, steps = _advance(stepper, state, t_end, rain_k, infil_t, steps_per_sync)
+        state, steps = stepper.advance(state, t_end, rain_k, infil_t, steps_per_sync)
         n_steps += steps
         state = _save_interval(state, out, budget, k, dx, p["h_dry"] * interval)
     storage_end = (state[0].sum(dim=(1, 2)) * dx * dx).cpu().numpy()  # float64 state, not the cast output

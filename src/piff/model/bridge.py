@@ -4,19 +4,58 @@ Pure tensor math, no network: the runner (``piff_model``) supplies a velocity fu
 
 Path. With x0 the normalised depth map, x1 the normalised DEM and eps ~ N(0, I):
 
-    x_t = (1 - t) x0 + t x1 + s(t) eps,   t ~ U[0, 1)
+    x_t = (1 - t) x0 + t x1 + s(t) eps,   t ~ p(t) in [0, 1) (``time_sampling``, default U[0, 1))
 
     noise mode   s(t)                        paper name
     ``none``     0                           "ot-ode" (rectified flow, OT-CFM with sigma = 0)
     ``constant`` sigma                       "sde" + "novar"
     ``bridge``   sigma * sqrt(t (1 - t))     Brownian-bridge variance, 0 at both ends
 
-Target. The network regresses u = x1 - x0 (plain MSE), in every noise mode.
+Target. The training loss is the velocity MSE |v - u|^2 against u = x1 - x0, in every
+noise mode and every output parameterisation.
 
 Clean estimate. Because x1 (the DEM) is known exactly at training and sampling time,
 x0_hat = x1 - v. Do *not* use x_t - t v: substituting the path gives
 x_t - t u = x0 + s(t) eps, i.e. that formula returns the depth plus the path noise, which is
 biased in the noisy modes (and is only equal to x1 - v for ``none``).
+
+Output parameterisation (``prediction``). What the network outputs; the samplers and the loss
+above always see the velocity derived from it.
+
+    prediction   network output o     clean estimate x0_hat           velocity v
+    ``velocity`` the velocity (paper) x1 - o                          o
+    ``x0``       the clean depth      o, or prior + o (prior_residual) x1 - x0_hat
+
+Why v = x1 - x0_hat in ``x0`` mode, and not (x_t - x0_hat) / t. The regression target
+u = x1 - x0 depends on the pair (x0, x1) only, not on t or eps; x1 is an input of the network
+(the DEM channel), so the MSE-optimal velocity is E[u | x_t, x1, ...] = x1 - E[x0 | x_t, x1, ...]:
+an optimal clean-depth network gives, through v = x1 - x0_hat, exactly the field an optimal
+velocity network learns. The two modes thus solve the same regression (the loss is identical:
+v - u = x0 - x0_hat) and share the samplers; only what the network must output differs. In
+``velocity`` mode it must reproduce the standardised DEM (about +-2 units) to within the
+depth error in every cell, dry land included; in ``x0`` mode it outputs the depth (mostly 0)
+and the DEM term is exact. The alternative (x_t - x0_hat) / t comes from solving the path for
+x1 instead of using the known one: substituting the path gives
+(x_t - x0_hat) / t = x1 - x0_hat + s(t) eps / t: it differs from the regressed field by the
+path noise (unknown at sampling, where x1 is known) divided by t, which grows as 1 / t near the
+depth end; it equals x1 - x0_hat only on a noise-free path.
+With v = x1 - x0_hat, an Euler sample is x(0) = x1 - sum_i h_i v_i = sum_i h_i x0_hat_i: the
+step-weighted mean of the network's depth estimates along the path (at NFE 1, the estimate at
+t = 1 itself, a one-shot prediction as the U-Net baseline makes).
+
+``prior_residual`` (``x0`` mode only): x0_hat = prior + o, the network predicts the correction
+to the prior channel (SPM or coarse map, in model depth units) rather than the depth.
+
+Training time density (``time_sampling``), t in [0, 1):
+
+* ``uniform``: U[0, 1) (the paper).
+* ``logit_normal``: t = sigmoid(n), n ~ N(0, 1): more weight mid-path, the density of
+  Esser et al. 2024 (SD3, "Scaling rectified flow transformers", arXiv 2403.03206, sec. 3.1).
+* ``beta_dem``: t = 1 - s + s b with b ~ Beta(1.5, 1), s = 0.999: pi0's time density
+  (Black et al. 2024, "pi0: a vision-language-action flow model", arXiv 2410.24164: the
+  Beta((s - tau) / s; 1.5, 1) density that favours the source end of the flow); here the
+  source is the DEM end t = 1, where every sampler makes its first evaluation (its only one
+  at NFE 1). Density proportional to sqrt(t - 0.001), mean about 0.6.
 
 Sampling integrates dx/dt = v from x = x1 at t = 1 down to t = 0 on the uniform grid
 t_i = 1 - i / N. ``nfe`` is exactly the number of network evaluations:
@@ -40,9 +79,12 @@ from dataclasses import dataclass
 
 import torch
 
-from piff.choices import NOISE_MODES, SAMPLERS
+from piff.choices import NOISE_MODES, PREDICTIONS, SAMPLERS, TIME_SAMPLINGS
 
 DEFAULT_SIGMA = 0.1
+# pi0's shifted Beta time density (module docstring): Beta(alpha, 1) and the shift s
+BETA_DEM_ALPHA = 1.5
+BETA_DEM_SHIFT = 0.999
 
 # velocity_fn(x_t (B, C, H, W), t (B,)) -> v (B, C, H, W)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,12 +96,27 @@ class Bridge:
 
     noise: str = "constant"
     sigma: float = DEFAULT_SIGMA
+    prediction: str = "velocity"
+    prior_residual: bool = False
+    time_sampling: str = "uniform"
 
     def __post_init__(self):
         if self.noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
         if self.sigma < 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.time_sampling not in TIME_SAMPLINGS:
+            raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}")
+        if self.prior_residual and self.prediction != "x0":
+            raise ValueError("prior_residual needs prediction='x0'")
+
+    def to_dict(self) -> dict:
+        """The settings stored in model.pt (``piff.model.trained.load_trained`` reads them back;
+        files of earlier versions hold noise and sigma only: the others take their defaults)."""
+        return {"noise": self.noise, "sigma": self.sigma, "prediction": self.prediction,
+                "prior_residual": self.prior_residual, "time_sampling": self.time_sampling}
 
     # ---- training ----
     def noise_std(self, t: torch.Tensor) -> torch.Tensor:
@@ -70,10 +127,14 @@ class Bridge:
             return torch.full_like(t, self.sigma)
         return self.sigma * (t * (1 - t)).clamp_min(0).sqrt()
 
-    @staticmethod
-    def sample_time(batch: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """t ~ U[0, 1), shape (batch,)."""
-        return torch.rand(batch, device=device, generator=generator)
+    def sample_time(self, batch: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """t in [0, 1) from the ``time_sampling`` density, shape (batch,); one draw of ``generator``."""
+        if self.time_sampling == "logit_normal":
+            return torch.sigmoid(torch.randn(batch, device=device, generator=generator)).clamp_max(1 - 1e-7)
+        u = torch.rand(batch, device=device, generator=generator)
+        if self.time_sampling == "beta_dem":  # inverse CDF of Beta(alpha, 1): u ** (1 / alpha)
+            return 1 - BETA_DEM_SHIFT + BETA_DEM_SHIFT * u.pow(1 / BETA_DEM_ALPHA)
+        return u
 
     def interpolate(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """x_t for x0, x1, eps of shape (B, C, H, W) and t of shape (B,)."""
@@ -88,6 +149,23 @@ class Bridge:
     def clean_estimate(x1: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """x0_hat = x1 - v (exact for every noise mode; see module docstring)."""
         return x1 - v
+
+    def outputs(self, out: torch.Tensor, x1: torch.Tensor, prior: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity v, clean estimate x0_hat) from the network output ``out`` (model space),
+        by the ``prediction`` table of the module docstring; ``prior`` is the prior channel in
+        model space (needed by ``prior_residual`` only)."""
+        if self.prediction == "velocity":
+            return out, x1 - out
+        if self.prior_residual:
+            if prior is None:
+                raise ValueError("prior_residual needs the prior channel (a model built with use_prior)")
+            out = prior + out
+        return x1 - out, out
+
+    def velocity(self, out: torch.Tensor, x1: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """The velocity the samplers integrate, from the network output (see ``outputs``)."""
+        return self.outputs(out, x1, prior)[0]
 
     # ---- sampling ----
     def sample(self, velocity_fn: VelocityFn, x1: torch.Tensor, nfe: int, method: str = "euler",

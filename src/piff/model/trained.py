@@ -92,9 +92,16 @@ def load_trained(path, device="cpu", use_ema: bool = True) -> TrainedModel:
         raise PiffInputError(path, "not a piff model file (no 'piff' metadata)")
     try:
         config = ModelConfig.from_dict(meta["model_config"])
-        # the bridge settings: stored since the first version, also part of the experiment
+        # the bridge settings: noise and sigma stored since the first version (also part of the
+        # experiment), prediction, prior_residual and time_sampling since issue 12; a file
+        # without them is the paper's velocity bridge, as it was trained
         bridge_opts = meta.get("bridge") or {k: meta["train_config"][k] for k in ("noise", "sigma")}
-        bridge = Bridge(bridge_opts["noise"], float(bridge_opts["sigma"]))
+        bridge = Bridge(bridge_opts["noise"], float(bridge_opts["sigma"]),
+                        prediction=bridge_opts.get("prediction", "velocity"),
+                        prior_residual=bool(bridge_opts.get("prior_residual", False)),
+                        time_sampling=bridge_opts.get("time_sampling", "uniform"))
+        if bridge.prior_residual and not config.use_prior:
+            raise ValueError("prior_residual without a prior channel (use_prior is false)")
         normaliser = Normaliser.from_state_dict(meta["normaliser"])
     except (KeyError, TypeError, ValueError) as err:
         raise PiffInputError(path, f"damaged piff metadata ({type(err).__name__}: {err})") from err

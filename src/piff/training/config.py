@@ -3,8 +3,9 @@ and how it is run, sampled and scored (NFE, sampler, members, hours), with its d
 
 The defaults mirror ``workflow/schemas/config.schema.yaml`` (the schema fills them in the
 workflow; this class fills them for direct ``piff train`` use). :meth:`ExperimentConfig.check`
-is the one check of the named choices (``piff.choices``) and their combination; the workflow
-calls it too (``common.smk``), so a bad experiment fails before any job runs. Torch-free.
+is the one check of every value's type and range, of the named choices (``piff.choices``) and
+of their combination; the workflow calls it too (``common.smk``), so a bad experiment fails before
+any job runs. Torch-free.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 from piff import choices
@@ -23,6 +25,37 @@ from piff.errors import PiffInputError
 # enters through its checksum (the fingerprint) and its path (the rule's input) instead.
 RUN_ONLY_KEYS = ("description", "log_every", "keep_checkpoints", "wall_time_budget_min", "nfe",
                  "sampler", "members", "dataset", "nodes", "eval_hours", "sample_batch_size")
+
+# Lower bounds of the numeric options (as in workflow/schemas/config.schema.yaml): (bound, inclusive).
+MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, True), "microbatch": (1, True),
+           "lr": (0, False), "rain_encoder_lr": (0, False), "weight_decay": (0, True), "grad_clip": (0, False),
+           "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
+           "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
+           "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True)}
+MAXIMUM = {"ema_decay": 1}
+MINIMUM["depth_loss_weight"] = (0, True)
+# Keys added after model files and checkpoints were first written (issue 12), with the value
+# that reproduces the earlier behaviour: at that value the fingerprint leaves them out, so
+# runs started before they existed keep their fingerprint and resume.
+ADDED_KEYS = {"prediction": "velocity", "prior_residual": False, "time_sampling": "uniform", "depth_loss": "none",
+              "depth_loss_weight": 1.0}
+POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
+
+_KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+          "list": "a list", "None": "null"}
+
+
+def _has_type(value, kind: str) -> bool:
+    """JSON/YAML typing: a float option takes an integer too; booleans are neither."""
+    if kind == "None":
+        return value is None
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "float":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, {"int": int, "str": str, "list": list}[kind])
 
 
 @dataclass
@@ -36,6 +69,11 @@ class ExperimentConfig:
     use_physics: bool = False
     physics_weight: float = 0.1
     physics_flux: str = "scaled"
+    prediction: str = "velocity"  # piff.choices.PREDICTIONS: what the bridge's network outputs
+    prior_residual: bool = False  # x0 prediction: the network adds a correction to the prior map
+    time_sampling: str = "uniform"  # piff.choices.TIME_SAMPLINGS: training density of t
+    depth_loss: str = "none"  # piff.choices.DEPTH_LOSSES: loss on the clean depth in metres
+    depth_loss_weight: float = 1.0  # weight of depth_loss, per metre of mean absolute error
     use_prior: bool = True
     prior: str = "spm"
     batch_size: int = 16
@@ -76,15 +114,40 @@ class ExperimentConfig:
         return cfg
 
     def check(self, source="experiment") -> None:
-        named = {"type": choices.EXPERIMENT_TYPES, "noise": choices.NOISE_MODES, "prior": choices.PRIORS,
-                 "lr_schedule": choices.LR_SCHEDULES, "sampler": choices.SAMPLERS,
-                 "physics_flux": choices.PHYSICS_FLUX_MODES}
+        self._check_values(source)
+        named = {"type": choices.EXPERIMENT_TYPES, "model": choices.MODEL_PRESETS, "noise": choices.NOISE_MODES,
+                 "prior": choices.PRIORS, "lr_schedule": choices.LR_SCHEDULES, "sampler": choices.SAMPLERS,
+                 "physics_flux": choices.PHYSICS_FLUX_MODES, "prediction": choices.PREDICTIONS,
+                 "time_sampling": choices.TIME_SAMPLINGS, "depth_loss": choices.DEPTH_LOSSES}
         for key, allowed in named.items():
             if getattr(self, key) not in allowed:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
+        if self.prior_residual and not (self.prediction == "x0" and self.use_prior):
+            raise PiffInputError(source, "prior_residual needs prediction = 'x0' and use_prior = true")
         if self.batch_size % (self.nproc * self.microbatch):
             raise PiffInputError(source, f"batch_size {self.batch_size} is not a multiple of nproc x microbatch "
                                          f"= {self.nproc} x {self.microbatch}")
+
+    def _check_values(self, source) -> None:
+        """Each option's type (from the annotations above) and range, one line naming the first bad one."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kinds = [k.strip() for k in str(f.type).split("|")]
+            if not any(_has_type(value, k) for k in kinds):
+                raise PiffInputError(source, f"{f.name} must be {' or '.join(_KINDS[k] for k in kinds)}, "
+                                             f"got {value!r}")
+            if value is None or isinstance(value, (bool, str, list)):
+                continue
+            low, inclusive = MINIMUM.get(f.name, (-math.inf, True))
+            if value < low or (value == low and not inclusive):
+                raise PiffInputError(source, f"{f.name} must be {'at least' if inclusive else 'greater than'} "
+                                             f"{low}, got {value!r}")
+            if value > MAXIMUM.get(f.name, math.inf):
+                raise PiffInputError(source, f"{f.name} must be at most {MAXIMUM[f.name]}, got {value!r}")
+        for name in POSITIVE_INT_LISTS:
+            items = getattr(self, name)
+            if items is not None and not (items and all(_has_type(v, "int") and v >= 1 for v in items)):
+                raise PiffInputError(source, f"{name} must be a non-empty list of whole numbers >= 1, got {items!r}")
 
     @property
     def accumulation(self) -> int:
@@ -96,6 +159,7 @@ class ExperimentConfig:
 
     def fingerprint(self, dataset_sha256: str) -> str:
         """Hash of everything that determines the trained weights (hyper-parameters + data)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in RUN_ONLY_KEYS}
+        d = {k: v for k, v in self.to_dict().items()
+             if k not in RUN_ONLY_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
         blob = json.dumps({"hparams": d, "dataset": dataset_sha256}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -29,7 +29,8 @@ class Objective:
         self.model_config = (ModelConfig.from_dict(model_config) if model_config is not None
                              else ModelConfig.from_preset(cfg.model, kind=kind, use_prior=cfg.use_prior))
         self.model = build_model(self.model_config).to(device)
-        self.bridge = Bridge(cfg.noise, cfg.sigma)
+        self.bridge = Bridge(cfg.noise, cfg.sigma, prediction=cfg.prediction, prior_residual=cfg.prior_residual,
+                             time_sampling=cfg.time_sampling)
         self.ema = EMA(self.model, cfg.ema_decay)
         self._ddp = self.model
 
@@ -54,7 +55,8 @@ class Objective:
                 return regression_loss(model, self.normaliser, batch)
             return training_loss(model, self.bridge, self.normaliser, batch, use_physics=self.cfg.use_physics,
                                  physics_weight=self.cfg.physics_weight, generator=generator,
-                                 physics_flux=self.cfg.physics_flux)
+                                 physics_flux=self.cfg.physics_flux, depth_loss=self.cfg.depth_loss,
+                                 depth_loss_weight=self.cfg.depth_loss_weight)
 
     def parameters(self):
         return self.model.parameters()
@@ -78,7 +80,7 @@ class Objective:
 
     def metadata(self) -> dict:
         return {"model_config": self.model_config.to_dict(), "normaliser": self.normaliser.state_dict(),
-                "kind": self.model_config.kind, "bridge": {"noise": self.bridge.noise, "sigma": self.bridge.sigma}}
+                "kind": self.model_config.kind, "bridge": self.bridge.to_dict()}
 
 
 class _DDP(torch.nn.parallel.DistributedDataParallel):

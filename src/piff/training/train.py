@@ -61,9 +61,7 @@ def microbatch_indices(n_samples: int, cfg: ExperimentConfig, step: int, rank: i
     rank ``r`` takes every ``world``-th sample of that slice. Because the data order is a
     function of the step, resuming at step k reads exactly what the uninterrupted run read.
     """
-    per_epoch = n_samples // cfg.batch_size
-    if per_epoch == 0:
-        raise PiffInputError("batch_size", f"{cfg.batch_size} exceeds the {n_samples} training maps")
+    per_epoch = n_samples // cfg.batch_size  # >= 1: train() checks the split against batch_size first
     epoch, pos = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     perm = torch.randperm(n_samples, generator=g)
@@ -135,6 +133,9 @@ def train(cfg: ExperimentConfig, dataset_path, workdir, out_path, *, device: str
     budget_s = 60.0 * (wall_time_min if wall_time_min is not None else (cfg.wall_time_budget_min or math.inf))
 
     data = FloodMapDataset(dataset_path, "train", prior=cfg.prior, with_physics=cfg.use_physics)
+    if len(data) < cfg.batch_size:  # before the run folder is made or a line is logged
+        raise PiffInputError(dataset_path, f"batch_size {cfg.batch_size} exceeds the {len(data)} maps of the "
+                                           "training split; lower batch_size or use a larger dataset")
     dataset_sha = d.from_master(lambda: file_sha256(dataset_path))  # read the file once, not per rank
     fingerprint = cfg.fingerprint(dataset_sha)
     ckpts = CheckpointDir(workdir, cfg.keep_checkpoints)

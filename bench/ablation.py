@@ -1,0 +1,242 @@
+"""Ablation of the PIFF bridge (issue 12): output parameterisation, prior residual, depth loss,
+time density, noise and physics loss, each trained on the same dataset for the same budget and
+scored on its test maps at NFE 1 and 10, with the same-backbone U-Net regression as the bar.
+
+    python bench/ablation.py                              # every variant, the base experiment's budget
+    python bench/ablation.py --steps 600 --jobs 2         # two variants at a time (one thread each)
+    python bench/ablation.py --variants velocity,x0 --steps 20 --eval-hours 6 12 --no-write   # smoke run
+
+Every variant is the ``--experiment`` entry of ``--config`` (default: ``base`` of
+config/config.yaml, the demo's paper-faithful PIFF) with a few options changed, trained, sampled
+and scored through the functions the workflow's rules call: ``piff.training.train.train``
+(rule ``train``, via ``piff train``), ``piff.inference.sampling.sample_test_set`` +
+``piff.data.format.write_netcdf`` (rule ``sample``, via ``piff sample``) and
+``piff.evaluation.evaluate.evaluate_files`` (rule ``evaluate``). Outputs go to
+``--out-dir/<variant>/`` (model.pt, loss.csv, samples.nc, metrics.csv / .json); a model.pt whose
+fingerprint matches the variant's options and dataset is reused instead of retrained (pass
+``--retrain`` to train anyway). The table goes to the ``ablation`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _report  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("piff.bench.ablation")
+
+# name -> (options changed from the base experiment, what it tests)
+VARIANTS = {
+    "velocity": ({}, "the paper: velocity output, uniform t, constant noise (the base experiment)"),
+    "velocity_phy": ({"use_physics": True}, "the paper + physics loss (today's phy)"),
+    "x0": ({"prediction": "x0"}, "clean-depth output, v = x1 - x0_hat"),
+    "x0_residual": ({"prediction": "x0", "prior_residual": True}, "x0 + residual on the prior map"),
+    "x0_l1": ({"prediction": "x0", "depth_loss": "l1"}, "x0 + L1 on depth in metres"),
+    "x0_wet_l1": ({"prediction": "x0", "depth_loss": "wet_l1"}, "x0 + wet-weighted L1 on depth"),
+    "x0_logit_normal": ({"prediction": "x0", "time_sampling": "logit_normal"}, "x0 + logit-normal t (SD3)"),
+    "x0_beta_dem": ({"prediction": "x0", "time_sampling": "beta_dem"}, "x0 + t biased to the DEM end (pi0)"),
+    "x0_noise_none": ({"prediction": "x0", "noise": "none"}, "x0 without path noise (ot-ode)"),
+    "x0_phy": ({"prediction": "x0", "use_physics": True}, "x0 + physics loss"),
+    "velocity_logit_normal": ({"time_sampling": "logit_normal"}, "velocity + logit-normal t"),
+    "velocity_noise_none": ({"noise": "none"}, "velocity without path noise"),
+    "unet": ({"type": "regression"}, "same-backbone U-Net regression (L1, one shot): the bar"),
+}
+DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x0_wet_l1", "x0_logit_normal",
+                    "x0_beta_dem", "x0_noise_none", "x0_phy", "unet")
+NFE = (1, 10)
+
+
+def variant_config(base: dict, name: str, steps: int | None, eval_hours):
+    """The ExperimentConfig of one variant: the base experiment, the variant's changes, the budget."""
+    from piff.training.config import ExperimentConfig
+
+    options = {k: v for k, v in base.items() if k not in ("dataset", "description")}
+    options.update(VARIANTS[name][0])
+    options["nfe"] = list(NFE)
+    options["description"] = VARIANTS[name][1]
+    if steps is not None:
+        options["steps"] = steps
+        options["warmup_steps"] = min(options.get("warmup_steps", 50), max(steps // 10, 1))
+    if eval_hours is not None:
+        options["eval_hours"] = list(eval_hours)
+    return ExperimentConfig.from_dict(options, source=f"ablation variant {name}")
+
+
+def dry_cell_mean_depth_m(samples_path, dataset_path) -> dict:
+    """Mean predicted depth [m] on the valid cells the solver leaves dry (< DRY_M), per NFE."""
+    from piff.data import format as fmt
+    from piff.evaluation.evaluate import open_samples, valid_cells
+    from piff.hydro.metrics import DRY_M
+
+    samples, dataset = open_samples(samples_path), fmt.open_dataset(dataset_path)
+    try:
+        hours = samples["time"].values.astype(int)
+        out = {}
+        for nfe in samples["nfe"].values:
+            total, count = 0.0, 0
+            for dem in samples["dem"].values:
+                valid = valid_cells(dataset, dem)
+                truth = dataset["depth"].sel(dem=dem, storm=samples["storm"].values, time=hours).values
+                pred = samples["depth"].sel(nfe=nfe, dem=dem).mean("member").transpose("storm", "time", "y", "x").values
+                dry = (truth < DRY_M) & valid
+                total += float(pred[dry].sum())
+                count += int(dry.sum())
+            out[int(nfe)] = total / count if count else math.nan
+        return out
+    finally:
+        samples.close()
+        dataset.close()
+
+
+def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_hours, threads: int, device: str,
+                retrain: bool) -> dict:
+    """Train (or reuse), sample and score one variant; returns its row of the table."""
+    import torch
+
+    from piff import logs
+    from piff.data.format import file_sha256, write_netcdf
+    from piff.evaluation.evaluate import evaluate_files
+    from piff.inference.sampling import sample_test_set
+    from piff.model.store import load_checkpoint
+    from piff.model.trained import resolve_device
+    from piff.training.train import TIMING_FILE, train
+
+    logs.setup()
+    torch.set_num_threads(threads)
+    cfg = variant_config(base, name, steps, eval_hours)
+    work = Path(out_dir) / name
+    model = work / "model.pt"
+    fingerprint = cfg.fingerprint(file_sha256(dataset))
+    reuse = not retrain and model.exists() and load_checkpoint(model)["piff"].get("fingerprint") == fingerprint
+    t0 = time.monotonic()
+    if reuse:
+        log.info("%s: reusing %s (same options and dataset)", name, model)
+    else:
+        rc = train(cfg, dataset, work, model, device=device, threads=threads)
+        if rc != 0:
+            raise RuntimeError(f"variant {name}: training stopped with status {rc}")
+    train_s = time.monotonic() - t0
+    step_s = json.loads((work / TIMING_FILE).read_text())["step_seconds"]
+    history = (work / "loss.csv").read_text().splitlines()
+    final_loss = float(history[-1].split(",")[history[0].split(",").index("loss")])
+
+    t0 = time.monotonic()
+    kind = cfg.type
+    ds = sample_test_set(dataset, kind=kind, model_path=model, nfe=cfg.nfe, sampler=cfg.sampler, members=1,
+                         seed=cfg.seed, hours=cfg.eval_hours, batch_size=cfg.sample_batch_size,
+                         device=str(resolve_device(device)), experiment=f"ablation/{name}")
+    write_netcdf(ds, work / "samples.nc")
+    evaluate_files(work / "samples.nc", dataset, work / "metrics.csv", work / "metrics.json")
+    dry = dry_cell_mean_depth_m(work / "samples.nc", dataset)
+    score_s = time.monotonic() - t0
+    metrics = json.loads((work / "metrics.json").read_text())["metrics"]
+    scores = {}
+    for nfe in NFE:
+        m = metrics.get(str(nfe), metrics.get("1"))["all"]  # the regression has NFE 1 only
+        scores[nfe] = {"mae_cm": 100 * m["mae"], "nse_pooled": m["nse_pooled"], "csi_pooled": m["csi_pooled@0.1"],
+                       "dry_cm": 100 * dry.get(nfe, dry[min(dry)]), "volume_error": m["volume_error"],
+                       "n_maps": m["n_maps"]}
+    log.info("%s: done (train %.0f s, sample + score %.0f s)", name, train_s, score_s)
+    return {"name": name, "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
+            "train_s": train_s if not reuse else sum(step_s), "s_per_100_steps": 100 * float(np.median(step_s)),
+            "final_loss": final_loss, "score_s": score_s, "scores": scores, "reused": reuse}
+
+
+def _fmt(x, spec):
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def table(rows: list[dict]) -> str:
+    def pair(row, key, spec):
+        a, b = (row["scores"][n][key] for n in NFE)
+        return _fmt(a, spec) if row["changes"].get("type") == "regression" else f"{_fmt(a, spec)} / {_fmt(b, spec)}"
+
+    head = ("| variant | changes from base | MAE cm | pooled NSE | CSI@0.1 (pooled) | dry-cell depth cm "
+            "| volume error | train s / 100 steps | final loss |\n|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for r in rows:
+        changes = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "none (paper)"
+        lines.append(f"| `{r['name']}` | {changes} | {pair(r, 'mae_cm', '.2f')} | {pair(r, 'nse_pooled', '.3f')} "
+                     f"| {pair(r, 'csi_pooled', '.3f')} | {pair(r, 'dry_cm', '.2f')} "
+                     f"| {pair(r, 'volume_error', '+.1%')} | {r['s_per_100_steps']:.0f} | {r['final_loss']:.4g} |")
+    return head + "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="data/demo/dataset.nc")
+    p.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
+    p.add_argument("--experiment", default="base", help="the experiment of --config every variant starts from")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    p.add_argument("--steps", type=int, default=None, help="training steps of every variant (default: the base's)")
+    p.add_argument("--eval-hours", type=int, nargs="+", default=None, help="test hours to score (default: the base's)")
+    p.add_argument("--out-dir", default="results/ablation")
+    p.add_argument("--jobs", type=int, default=1, help="variants trained at the same time (processes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per variant (the workflow's train: 1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--retrain", action="store_true", help="train even where a matching model.pt exists")
+    p.add_argument("--markdown", default=str(_report.BENCHMARKS_MD), help="the benchmarks page to write")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    a = p.parse_args()
+    names = [n.strip() for n in a.variants.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    if not Path(a.dataset).exists():
+        p.error(f"{a.dataset} does not exist (build it: snakemake --cores 2 {a.dataset})")
+    experiments = yaml.safe_load(Path(a.config).read_text())["experiments"]
+    if a.experiment not in experiments:
+        p.error(f"{a.config} has no experiment {a.experiment!r}")
+    base = experiments[a.experiment]
+    for n in names:  # every variant's options checked before any training
+        variant_config(base, n, a.steps, a.eval_hours)
+
+    from piff import logs
+
+    logs.setup()
+    t0 = time.monotonic()
+    args = (base, a.dataset, a.out_dir, a.steps, a.eval_hours, a.threads, a.device, a.retrain)
+    if a.jobs > 1:
+        with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn")) as pool:
+            rows = list(pool.map(run_variant, names, *[[x] * len(names) for x in args]))
+    else:
+        rows = [run_variant(n, *args) for n in names]
+    wall = time.monotonic() - t0
+    Path(a.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(a.out_dir) / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+    steps = sorted({r["steps"] for r in rows})
+    n_maps = rows[0]["scores"][NFE[0]]["n_maps"]
+    body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with the options in the "
+            f"second column, trained for {'/'.join(map(str, steps))} steps on `{a.dataset}` ({a.threads} torch "
+            f"thread{'s' if a.threads > 1 else ''} per variant, {a.jobs} at a time; {wall / 60:.1f} min in all), "
+            f"then scored on its {n_maps} held-out test maps per NFE with the EMA weights (Euler sampler). "
+            f"Cells: NFE 1 / NFE 10 (the regression: one shot).\n\n"
+            f"{table(rows)}\n\n"
+            "MAE: per-map mean absolute error averaged over maps. Pooled NSE and CSI@0.1: over all test cells "
+            "together (CSI from the summed contingency counts at 0.1 m). Dry-cell depth: mean predicted depth on "
+            "the cells the solver leaves dry (< 5 mm). Volume error: per-map relative volume error averaged over "
+            "maps. Train s / 100 steps: median optimiser step time x 100. Outputs (model, loss curve, samples, "
+            f"metrics.csv with the error anatomy) in `{a.out_dir}/<variant>/`.")
+    print(body)
+    if not a.no_write:
+        _report.BENCHMARKS_MD = Path(a.markdown)
+        _report.write_section("ablation", "Ablation of the PIFF bridge (issue 12)", body)
+
+
+if __name__ == "__main__":
+    main()
