@@ -31,14 +31,13 @@ MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, Tr
            "lr": (0, False), "rain_encoder_lr": (0, False), "weight_decay": (0, True), "grad_clip": (0, False),
            "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
            "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
-           "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True)}
+           "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True),
+           "depth_loss_weight": (0, True)}
 MAXIMUM = {"ema_decay": 1}
-MINIMUM["depth_loss_weight"] = (0, True)
-# Keys added after model files and checkpoints were first written (issue 12), with the value
-# that reproduces the earlier behaviour: at that value the fingerprint leaves them out, so
+# Keys added after model files and checkpoints were first written (issue 12). Their defaults
+# reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
 # runs started before they existed keep their fingerprint and resume.
-ADDED_KEYS = {"prediction": "velocity", "prior_residual": False, "time_sampling": "uniform", "depth_loss": "none",
-              "depth_loss_weight": 1.0}
+ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight")
 POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -159,7 +158,8 @@ class ExperimentConfig:
 
     def fingerprint(self, dataset_sha256: str) -> str:
         """Hash of everything that determines the trained weights (hyper-parameters + data)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         d = {k: v for k, v in self.to_dict().items()
-             if k not in RUN_ONLY_KEYS and not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+             if k not in RUN_ONLY_KEYS and not (k in ADDED_KEYS and v == defaults[k])}
         blob = json.dumps({"hparams": d, "dataset": dataset_sha256}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
