@@ -50,12 +50,19 @@ VARIANTS = {
     "x0_beta_dem": ({"prediction": "x0", "time_sampling": "beta_dem"}, "x0 + t biased to the DEM end (pi0)"),
     "x0_noise_none": ({"prediction": "x0", "noise": "none"}, "x0 without path noise (ot-ode)"),
     "x0_phy": ({"prediction": "x0", "use_physics": True}, "x0 + physics loss"),
+    "x0_residual_phy": ({"prediction": "x0", "prior_residual": True, "use_physics": True},
+                        "x0 + residual on the prior + physics loss"),
+    "x0_residual_l1": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1"},
+                       "x0 + residual on the prior + L1 on depth"),
+    "x0_residual_l1_phy": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True},
+                           "x0 + residual + L1 on depth + physics loss"),
     "velocity_logit_normal": ({"time_sampling": "logit_normal"}, "velocity + logit-normal t"),
     "velocity_noise_none": ({"noise": "none"}, "velocity without path noise"),
     "unet": ({"type": "regression"}, "same-backbone U-Net regression (L1, one shot): the bar"),
 }
 DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x0_wet_l1", "x0_logit_normal",
-                    "x0_beta_dem", "x0_noise_none", "x0_phy", "unet")
+                    "x0_beta_dem", "x0_noise_none", "x0_phy", "x0_residual_phy", "x0_residual_l1",
+                    "x0_residual_l1_phy", "unet")
 NFE = (1, 10)
 
 
@@ -76,7 +83,8 @@ def variant_config(base: dict, name: str, steps: int | None, eval_hours):
 
 
 def dry_cell_mean_depth_m(samples_path, dataset_path) -> dict:
-    """Mean predicted depth [m] on the valid cells the solver leaves dry (< DRY_M), per NFE."""
+    """Mean predicted depth [m] on the valid cells the solver leaves dry (< DRY_M), per terrain
+    (seen / unseen DEMs) and NFE."""
     from piff.data import format as fmt
     from piff.evaluation.evaluate import open_samples, valid_cells
     from piff.hydro.metrics import DRY_M
@@ -85,20 +93,35 @@ def dry_cell_mean_depth_m(samples_path, dataset_path) -> dict:
     try:
         hours = samples["time"].values.astype(int)
         out = {}
-        for nfe in samples["nfe"].values:
+        terrain_of = fmt.terrain_of_dems(dataset)
+        for terrain, nfe in ((t, n) for t in fmt.TERRAINS for n in samples["nfe"].values):
             total, count = 0.0, 0
-            for dem in samples["dem"].values:
+            for dem in (d for d in samples["dem"].values if terrain_of[int(d)] == terrain):
                 valid = valid_cells(dataset, dem)
                 truth = dataset["depth"].sel(dem=dem, storm=samples["storm"].values, time=hours).values
                 pred = samples["depth"].sel(nfe=nfe, dem=dem).mean("member").transpose("storm", "time", "y", "x").values
                 dry = (truth < DRY_M) & valid
                 total += float(pred[dry].sum())
                 count += int(dry.sum())
-            out[int(nfe)] = total / count if count else math.nan
+            if count:
+                out.setdefault(terrain, {})[int(nfe)] = total / count
         return out
     finally:
         samples.close()
         dataset.close()
+
+
+def scored(work: Path, fingerprint: str, dataset_sha: str, cfg) -> bool:
+    """Whether ``work`` already holds the scores of this model on this dataset at these hours and
+    NFE (then a reused model is not sampled again)."""
+    try:
+        m = json.loads((work / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    nfe = {"1"} if cfg.type == "regression" else {str(n) for n in cfg.nfe}
+    return ((work / "samples.nc").exists() and m.get("model_fingerprint") == fingerprint
+            and m.get("dataset_sha256") == dataset_sha and m.get("hours") == list(cfg.eval_hours or [])
+            and set(m.get("metrics", {})) == nfe)
 
 
 def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_hours, threads: int, device: str,
@@ -119,7 +142,8 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
     cfg = variant_config(base, name, steps, eval_hours)
     work = Path(out_dir) / name
     model = work / "model.pt"
-    fingerprint = cfg.fingerprint(file_sha256(dataset))
+    dataset_sha = file_sha256(dataset)
+    fingerprint = cfg.fingerprint(dataset_sha)
     reuse = not retrain and model.exists() and load_checkpoint(model)["piff"].get("fingerprint") == fingerprint
     t0 = time.monotonic()
     if reuse:
@@ -134,21 +158,22 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
     final_loss = float(history[-1].split(",")[history[0].split(",").index("loss")])
 
     t0 = time.monotonic()
-    kind = cfg.type
-    ds = sample_test_set(dataset, kind=kind, model_path=model, nfe=cfg.nfe, sampler=cfg.sampler, members=1,
-                         seed=cfg.seed, hours=cfg.eval_hours, batch_size=cfg.sample_batch_size,
-                         device=str(resolve_device(device)), experiment=f"ablation/{name}")
-    write_netcdf(ds, work / "samples.nc")
-    evaluate_files(work / "samples.nc", dataset, work / "metrics.csv", work / "metrics.json")
+    if not (reuse and scored(work, fingerprint, dataset_sha, cfg)):
+        ds = sample_test_set(dataset, kind=cfg.type, model_path=model, nfe=cfg.nfe, sampler=cfg.sampler, members=1,
+                             seed=cfg.seed, hours=cfg.eval_hours, batch_size=cfg.sample_batch_size,
+                             device=str(resolve_device(device)), experiment=f"ablation/{name}")
+        write_netcdf(ds, work / "samples.nc")
+        evaluate_files(work / "samples.nc", dataset, work / "metrics.csv", work / "metrics.json")
     dry = dry_cell_mean_depth_m(work / "samples.nc", dataset)
     score_s = time.monotonic() - t0
     metrics = json.loads((work / "metrics.json").read_text())["metrics"]
     scores = {}
-    for nfe in NFE:
-        m = metrics.get(str(nfe), metrics.get("1"))["all"]  # the regression has NFE 1 only
-        scores[nfe] = {"mae_cm": 100 * m["mae"], "nse_pooled": m["nse_pooled"], "csi_pooled": m["csi_pooled@0.1"],
-                       "dry_cm": 100 * dry.get(nfe, dry[min(dry)]), "volume_error": m["volume_error"],
-                       "n_maps": m["n_maps"]}
+    for terrain, nfe in ((t, n) for t in dry for n in NFE):
+        m = metrics.get(str(nfe), metrics.get("1"))[terrain]["all"]  # the regression has NFE 1 only
+        scores.setdefault(terrain, {})[nfe] = {
+            "mae_cm": 100 * m["mae"], "nse_pooled": m["nse_pooled"], "csi_pooled": m["csi_pooled@0.1"],
+            "dry_cm": 100 * dry[terrain].get(nfe, dry[terrain][min(dry[terrain])]),
+            "volume_error": m["volume_error"], "n_maps": m["n_maps"]}
     log.info("%s: done (train %.0f s, sample + score %.0f s)", name, train_s, score_s)
     return {"name": name, "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
             "train_s": train_s if not reuse else sum(step_s), "s_per_100_steps": 100 * float(np.median(step_s)),
@@ -159,9 +184,11 @@ def _fmt(x, spec):
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], terrain: str) -> str:
+    """The ablation table of one terrain (seen: held-out storms on the training DEMs; unseen: the
+    held-out DEMs)."""
     def pair(row, key, spec):
-        a, b = (row["scores"][n][key] for n in NFE)
+        a, b = (row["scores"][terrain][n][key] for n in NFE)
         return _fmt(a, spec) if row["changes"].get("type") == "regression" else f"{_fmt(a, spec)} / {_fmt(b, spec)}"
 
     head = ("| variant | changes from base | MAE cm | pooled NSE | CSI@0.1 (pooled) | dry-cell depth cm "
@@ -220,13 +247,15 @@ def main() -> None:
     (Path(a.out_dir) / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     steps = sorted({r["steps"] for r in rows})
-    n_maps = rows[0]["scores"][NFE[0]]["n_maps"]
+    terrains = list(rows[0]["scores"])
+    n_maps = " and ".join(f"{rows[0]['scores'][t][NFE[0]]['n_maps']} {t}-terrain" for t in terrains)
     body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with the options in the "
             f"second column, trained for {'/'.join(map(str, steps))} steps on `{a.dataset}` ({a.threads} torch "
             f"thread{'s' if a.threads > 1 else ''} per variant, {a.jobs} at a time; {wall / 60:.1f} min in all), "
             f"then scored on its {n_maps} held-out test maps per NFE with the EMA weights (Euler sampler). "
-            f"Cells: NFE 1 / NFE 10 (the regression: one shot).\n\n"
-            f"{table(rows)}\n\n"
+            f"Cells: NFE 1 / NFE 10 (the regression: one shot). Seen terrain: held-out storms on the training "
+            f"DEMs; unseen terrain: the held-out storms on DEMs never trained on (split.test_dems).\n\n"
+            + "\n\n".join(f"**{t.capitalize()} terrain**\n\n{table(rows, t)}" for t in terrains) + "\n\n"
             "MAE: per-map mean absolute error averaged over maps. Pooled NSE and CSI@0.1: over all test cells "
             "together (CSI from the summed contingency counts at 0.1 m). Dry-cell depth: mean predicted depth on "
             "the cells the solver leaves dry (< 5 mm). Volume error: per-map relative volume error averaged over "

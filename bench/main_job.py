@@ -63,14 +63,17 @@ def main() -> None:
                    f"(then python bench/main_job.py --from-run . --wall-seconds {wall:.0f})")
     stages = stage_seconds(run)
     summary = (run / "results" / "summary.md").read_text()
-    table = summary.split("## Storm group: all", 1)[1].split("## ", 1)[0].strip()
+    tables = {t: summary.split(f"## {t} terrain, storm group: all", 1)[1].split("## ", 1)[0].strip()
+              for t in ("Seen", "Unseen") if f"## {t} terrain, storm group: all" in summary}
     body = (f"Whole main job (`snakemake --cores {a.cores}` on `config/config.yaml`, from an empty `data/` and "
             f"`results/`): **{wall / 60:.1f} min** wall (target <= 15 min on 2 cores).\n\n"
             "Job time per rule, summed over its jobs (s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in sorted(stages.items())) + ".\n\n"
-            "Test set: 3 DEMs x 15 held-out storms (real-like shapes, and the 180 mm total of the uniform and "
-            "design shapes) x hours 2, 4, ..., 24 = 540 maps per experiment. Storm group `all`:\n\n" + table +
-            "\n\nPer-group tables: `results/summary.md` of the run.")
+            "Test maps: the held-out storms (real-like shapes, and the 180 mm total of the uniform and design "
+            "shapes) at hours 2, 4, ..., 24, on the training DEMs (seen terrain) and on the held-out DEMs "
+            "(unseen terrain); `maps` column = their count. Storm group `all`:\n\n"
+            + "\n\n".join(f"**{t} terrain**\n\n{table}" for t, table in tables.items())
+            + "\n\nPer-group tables and the error anatomy: `results/summary.md` of the run.")
     print(body)
     write_section("main-job", "Main job: demo config, all experiments and baselines", body, command=command)
 

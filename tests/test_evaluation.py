@@ -78,7 +78,7 @@ def test_perfect_prediction_scores_perfectly(truth):
     solver = float(truth["solver_wall_time"].sel(storm=fmt.storm_ids_in_split(truth, "test")).mean())
     assert row["solver_seconds_per_event"] == pytest.approx(solver)
     assert row["speedup"] == pytest.approx(solver / 0.01, rel=1e-5)
-    assert summary["metrics"]["1"]["all"]["mae"] == 0 and summary["kind"] == "piff"
+    assert summary["metrics"]["1"]["seen"]["all"]["mae"] == 0 and summary["kind"] == "piff"
 
 
 def test_all_dry_prediction(truth):
@@ -140,7 +140,8 @@ def test_files_cli_and_dataset_check(tiny_dataset, truth, tmp_path):
     table = pd.read_csv(csv, dtype={"hour": str})
     assert set(table["nfe"]) == {1, 2} and {"nfe", "group", "hour", "mae", "csi@0.1", "speedup"} <= set(table)
     data = json.loads(js.read_text())
-    assert set(data["metrics"]) == {"1", "2"} and data["metrics"]["2"]["all"]["mae"] == pytest.approx(0.05, abs=1e-6)
+    assert set(data["metrics"]) == {"1", "2"}
+    assert data["metrics"]["2"]["seen"]["all"]["mae"] == pytest.approx(0.05, abs=1e-6)
     assert {"experiment", "kind", "dataset", "n_maps", "averaging"} <= set(data)
     # samples predicted from another dataset file are refused, and nothing is written
     other = make_samples(truth, dataset_path=tiny_dataset)
@@ -165,7 +166,7 @@ def test_summary_compares_experiments(tiny_dataset, truth, tmp_path):
     assert alls["MAE (m)"].tolist() == pytest.approx([0.05, 0.05, 0.2], abs=1e-6)
     assert table["group"].iloc[0] == "all" and len(table) == 3 * 2  # each row also per storm group (design)
     md = (tmp_path / "summary.md").read_text()
-    assert "## Storm group: all" in md and "| worse | spm | 0 |" in md and "CSI@0.3" in md
+    assert "## Seen terrain, storm group: all" in md and "| worse | spm | 0 |" in md and "CSI@0.3" in md
     assert pd.read_csv(tmp_path / "summary.csv").shape[0] == len(table)
 
 

@@ -101,6 +101,21 @@ def test_predict_tiled_is_exact_for_a_pointwise_function(shape, overlap):
     np.testing.assert_allclose(out, np.stack([2 * field, field ** 2]), rtol=1e-12, atol=1e-12)
 
 
+def test_predict_whole_pads_calls_once_and_crops():
+    field = np.random.default_rng(1).normal(size=(2, 37, 45))
+    calls = []
+
+    def fn(b):
+        calls.append(b["z"].shape)
+        return np.stack([3 * b["z"], b["z"] ** 2], axis=1)
+
+    out = tiling.predict_whole(fn, {"z": field}, (40, 48))
+    assert calls == [(1, 2, 40, 48)]
+    np.testing.assert_array_equal(out, np.stack([3 * field, field ** 2]))
+    with pytest.raises(ValueError, match="smaller than the raster"):
+        tiling.predict_whole(fn, {"z": field}, (32, 48))
+
+
 def max_jump_at(d: np.ndarray, boundaries) -> tuple[float, float]:
     """Largest |difference| between neighbouring columns across ``boundaries`` and elsewhere."""
     jumps = np.abs(np.diff(d, axis=-1))
@@ -142,10 +157,11 @@ def test_geotiff_round_trip_keeps_crs_transform_and_nodata(model_path, files, tm
     dem, rain = files
     out = tmp_path / "flood.tif"
     assert run_cli("--model", model_path, "--dem", dem, "--rain", rain, "--hours", "4", "--nfe", "2",
-                   "--out", out) == 0
+                   "--tile", "16", "--out", out) == 0
     src_dem = read_dem(dem)
     with rasterio.open(out) as src:
         depth = src.read(1)
+        assert src.tags()["inference"] == "tiled" and src.tags()["tiles_per_hour"] == "16"
         assert src.crs == CRS.from_epsg(3826)
         assert tuple(src.transform)[:6] == pytest.approx(src_dem.transform)
         assert np.isnan(src.nodata)
@@ -174,6 +190,7 @@ def test_netcdf_layout_units_and_provenance(model_path, files, tmp_path, capsys)
                     "piff_version", "prior"):
             assert key in ds.attrs, key
         assert ds.attrs["prior"] == "spm" and ds.attrs["nfe"] == 2
+        assert ds.attrs["inference"] == "whole-domain" and ds.attrs["tiles_per_hour"] == 1
         assert float(ds["rainfall"][1]) == RAIN[4]
 
 
@@ -203,17 +220,90 @@ def test_tiled_prediction_has_no_seams(trained):
     terrain = georeferenced(48, seed=8)
     kw = dict(nfe=2, sampler="euler")
     whole = P.predict_maps(trained, terrain, RAIN, [3, 6], tile=48, **kw)["depth_mean"].values
-    hard = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.0, **kw)["depth_mean"].values
-    tiled = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.25, **kw)["depth_mean"].values
+    hard = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.0, tile=16, **kw)["depth_mean"].values
+    tiled = P.predict_maps(trained, terrain, RAIN, [3, 6], overlap=0.25, tile=16, **kw)["depth_mean"].values
     assert seam_ratio(hard - whole, 16, 0.0) > 2.0  # the metric sees seams when there are some
     assert seam_ratio(tiled - whole, 16, 0.25) <= 1.5
     assert np.abs(tiled - whole).max() <= 0.01 * np.ptp(whole)
 
 
-def test_nodata_cells_stay_nodata(trained):
+def test_whole_domain_agrees_with_tiles(trained):
+    """A 44x52 DEM with a nodata box, larger than the 16x16 training maps and not a multiple of
+    the U-Net's 8 (padded to 48x56), predicted whole (the default) and on blended 16x16 tiles.
+
+    The two are not bit-identical and should not be: whole, the group normalisation and the
+    attention see the whole DEM instead of 16x16 windows, the reflected padding sits elsewhere,
+    and the tiles are blended. Measured with this model: max |whole - tiled| 1.0e-4 of the depth
+    range (0.3 mm of 2.9 m), mean 6.6e-5 m, against a mean difference of 0.10 m between
+    neighbouring cells; the bounds leave 2-3x room. This 4-step model hardly depends on its
+    window (its hour-3 and hour-6 maps differ by 1e-8 of the range), so the test checks the
+    plumbing (padding, cropping and alignment: a one-cell shift would cost ~0.1 m; nodata), not
+    how far a trained network's attention carries over to maps larger than its training maps.
+    """
+    box = (slice(30, 38), slice(0, 9))
+    terrain = georeferenced((44, 52), seed=10, nodata_box=box)
+    kw = dict(nfe=2, sampler="euler")
+    whole = P.predict_maps(trained, terrain, RAIN, [3, 6], **kw)
+    tiled = P.predict_maps(trained, terrain, RAIN, [3, 6], tile=16, **kw)
+    assert (whole.attrs["inference"], whole.attrs["tile"], whole.attrs["tiles_per_hour"]) == ("whole-domain",
+                                                                                              [48, 56], 1)
+    assert (tiled.attrs["inference"], tiled.attrs["tile"], tiled.attrs["tiles_per_hour"]) == ("tiled", [16, 16], 16)
+    valid = ~terrain.nodata_mask
+    for ds in (whole, tiled):
+        for name in ("depth_mean", "depth_std", "p_exceed"):
+            values = ds[name].values
+            assert np.isnan(values[..., box[0], box[1]]).all() and np.isfinite(values[..., valid]).all(), name
+    a, b = whole["depth_mean"].values, tiled["depth_mean"].values
+    diff = np.abs(a - b)[:, valid]
+    assert diff.max() <= 2e-4 * np.ptp(b[:, valid])
+    assert diff.mean() <= 2e-3 * np.nanmean(np.abs(np.diff(b, axis=-1)))
+    assert trained.model.net.conv_in.weight.is_contiguous()  # channels_last was only for the run
+
+
+RAIN_12H = RAIN + RAIN[::-1]
+
+
+@pytest.mark.parametrize("tile", [None, 16])
+def test_hours_in_one_pass_equal_hours_alone(trained, tile):
+    """Hours 3, 7 and 12 predicted together (9 maps in calls of 8: hours and members share
+    calls; tiled, one window per pass instead of two) give each hour the members it gets alone:
+    every map draws its noise from its own generator. Bit-identical on this CPU; the tolerance
+    allows for kernels that round differently at another batch size (1e-6 m is far below the
+    sampler's noise)."""
+    terrain = georeferenced(24, seed=6)
+    kw = dict(nfe=3, sampler="euler_maruyama", members=3, seed=5, tile=tile, batch_size=8)
+    together = P.predict_maps(trained, terrain, RAIN_12H, [3, 7, 12], **kw)
+    assert together.attrs["maps_per_call"] == 8 and together["depth_std"].values.max() > 0
+    for k, hour in enumerate([3, 7, 12]):
+        alone = P.predict_maps(trained, terrain, RAIN_12H, [hour], **kw)
+        for name in ("depth_mean", "depth_std", "p_exceed"):
+            np.testing.assert_allclose(alone[name].values[0], together[name].values[k], rtol=0, atol=1e-6,
+                                       err_msg=f"hour {hour} {name}")
+
+
+def test_inference_plan(trained, monkeypatch):
+    """Whole domain when the padded DEM fits the memory and attention budgets, else tiles of
+    the training map size; an explicit tile forces tiles."""
+    assert P.inference_plan(trained, (44, 52)) == P.InferencePlan(True, (48, 56), P.CPU_CELLS_PER_CALL // (48 * 56))
+    assert P.inference_plan(trained, (44, 52), device="cuda").maps_per_call == P.MAX_CELLS_PER_CALL // (48 * 56)
+    assert P.inference_plan(trained, (10, 13)).window == (16, 16)  # never below the training map size
+    assert P.inference_plan(trained, (44, 52), tile=(16, 24), batch_size=5) == P.InferencePlan(False, (16, 24), 5)
+    # attention at 1/4 resolution: 256x256 is 4096 tokens, 264x256 is more
+    assert P.inference_plan(trained, (256, 256)).whole
+    assert P.inference_plan(trained, (260, 256)) == P.InferencePlan(False, (16, 16), P.CPU_CELLS_PER_CALL // 256)
+    monkeypatch.setattr(P, "MAX_CELLS_PER_CALL", 1000)
+    assert P.inference_plan(trained, (44, 52), device="cuda") == P.InferencePlan(False, (16, 16), 3)
+    for bad in (dict(tile=12), dict(batch_size=0)):
+        with pytest.raises(PiffInputError):
+            P.inference_plan(trained, (44, 52), **bad)
+
+
+@pytest.mark.parametrize("tile", [None, 16])
+def test_nodata_cells_stay_nodata(trained, tile):
     box = (slice(20, 30), slice(0, 12))
-    terrain = georeferenced(40, seed=9, nodata_box=box)  # 40: windows at 0, 12, 24 (overlap)
-    ds = P.predict_maps(trained, terrain, RAIN, [2, 5], nfe=2, sampler="euler_maruyama", members=2)
+    terrain = georeferenced(40, seed=9, nodata_box=box)  # 40: whole, or windows at 0, 12, 24 (overlap)
+    ds = P.predict_maps(trained, terrain, RAIN, [2, 5], nfe=2, sampler="euler_maruyama", members=2, tile=tile)
+    assert ds.attrs["inference"] == ("tiled" if tile else "whole-domain")
     for name in ("depth_mean", "depth_std", "p_exceed", "prior"):
         values = ds[name].values
         assert np.isnan(values[..., box[0], box[1]]).all(), name
@@ -298,6 +388,7 @@ def write_geographic_dem(path):
     ("missing_rain", "rainfall file does not exist"),
     ("cell_size", "cell size 10 m differs from the model's training cell size 20 m"),
     ("tif_many_hours", "a GeoTIFF holds one map"),
+    ("tile", "window 12x12 must be a positive multiple of 8 cells"),
 ])
 def test_bad_inputs_give_one_line_errors(case, expect, model_path, files, tmp_path, capsys):
     dem, rain = files
@@ -315,6 +406,8 @@ def test_bad_inputs_give_one_line_errors(case, expect, model_path, files, tmp_pa
         args["--dem"] = write_dem(georeferenced(32, dx=10.0), tmp_path / "fine.tif")
     elif case == "tif_many_hours":
         args["--out"] = tmp_path / "flood.tif"
+    elif case == "tile":
+        extra = ["--tile", "12"]
     argv = [x for kv in args.items() for x in kv] + extra
     assert run_cli(*argv) == 2
     err = capsys.readouterr().err.strip()

@@ -1,4 +1,4 @@
-"""Static checks of the files the workflow ships: the conda env, the profiles, the schema."""
+"""Checks of the files the workflow ships: the conda env, the profiles, the schema, the embedded configs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import tomllib
 import yaml
-from workflow_utils import REPO
+from workflow_utils import REPO, jobs_run, snakemake
 
 
 def _names(requirements):
@@ -38,3 +38,15 @@ def test_every_rule_has_a_log_and_heavy_rules_a_benchmark():
         assert "\n    log:" in body, f"rule {name} has no log"
         if name in heavy:
             assert "\n    benchmark:" in body, f"rule {name} has no benchmark"
+
+
+def test_embedded_configs_plan_their_jobs(tmp_path):
+    """The default config plans the main job, and config/paper.yaml the paper-scale experiments:
+    every experiment valid (batch 128 = 4 ranks x micro-batch 16 x 2 accumulation steps), the
+    paper dataset's simulate jobs fanned out in chunks of storms."""
+    main = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
+    assert jobs_run(main)["simulate"] == 5 and jobs_run(main)["train"] == 3
+    paper = snakemake(tmp_path, "results/paper/samples.nc", "results/paper_unet/metrics.json", "-n", "--configfile",
+                      str(REPO / "config" / "config.yaml"), str(REPO / "config" / "paper.yaml"))
+    jobs = jobs_run(paper)
+    assert jobs["train"] == 2 and jobs["simulate"] >= 26  # 26 chunks of 7 storms per DEM

@@ -5,6 +5,7 @@ import re
 from snakemake.utils import validate
 
 from piff.choices import TRAINED_KINDS
+from piff.data.preprocess import dem_count, dem_splits
 from piff.errors import PiffInputError
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
 
@@ -24,6 +25,12 @@ def _check_config_references():
             ExperimentConfig.from_dict(exp, source=f"config: experiments.{name}")
         except PiffInputError as err:
             raise ValueError(str(err)) from None
+    for name, ds in config["datasets"].items():
+        if "terrain" in ds:
+            try:
+                dem_splits(ds)
+            except PiffInputError as err:
+                raise ValueError(f"{err} (datasets.{name})") from None
 
 
 _check_config_references()
@@ -49,8 +56,7 @@ def as_json(obj):
 
 
 def n_dems(dataset):
-    terrain = config["datasets"][dataset]["terrain"]
-    return len(terrain["files"]) if terrain["source"] == "files" else terrain["count"]
+    return dem_count(config["datasets"][dataset]["terrain"])
 
 
 def n_storms(dataset):

@@ -12,5 +12,6 @@ with logs.to_file(snakemake.log[0]):
     check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     torch.set_num_threads(snakemake.threads)
     ds = preprocess.simulate_chunk(snakemake.input.dem, snakemake.input.storms, int(snakemake.wildcards.chunk),
-                                   json.loads(snakemake.params.cfg))
+                                   json.loads(snakemake.params.cfg),
+                                   dem=int(snakemake.wildcards.dem))
     fmt.write_netcdf(ds, snakemake.output[0])

@@ -8,4 +8,5 @@ from piff.data import preprocess
 
 with logs.to_file(snakemake.log[0]):
     check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
-    fmt.write_netcdf(preprocess.build_spm(snakemake.input.dem, json.loads(snakemake.params.cfg)), snakemake.output[0])
+    ds = preprocess.build_spm(snakemake.input.dem, json.loads(snakemake.params.cfg), dem=int(snakemake.wildcards.dem))
+    fmt.write_netcdf(ds, snakemake.output[0])

@@ -28,6 +28,6 @@ def run(args) -> int:
     table = evaluate_files(args.samples, args.dataset, args.out_csv, args.out_json)
     overall = table[(table["group"] == "all") & (table["hour"] == "all")]
     for _, r in overall.iterrows():
-        print(f"NFE {r['nfe']}: MAE {r['mae']:.4f} m, RMSE {r['rmse']:.4f} m, CSI@0.1 {r['csi@0.1']:.3f} "
-              f"over {r['n_maps']} maps")
+        print(f"NFE {r['nfe']}, {r['terrain']} terrain: MAE {r['mae']:.4f} m, RMSE {r['rmse']:.4f} m, "
+              f"CSI@0.1 {r['csi@0.1']:.3f} over {r['n_maps']} maps")
     return 0

@@ -11,6 +11,7 @@ files here, everything else in ``piff.inference.predict``.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -41,11 +42,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
     parser.add_argument("--device", type=torch_device, default="auto",
                         help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="maps per network call (default 8)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="maps per network call (default: as many as the memory budget allows on a GPU, "
+                             "calls of about 65 000 cells on the CPU, where larger calls are slower)")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     parser.add_argument("--boundary", default=None, metavar="SPEC",
                         help='edges where water leaves, for the prior, e.g. "left=sea:0.0" '
                              "(default: free outflow on every edge)")
+    parser.add_argument("--tile", type=tile_size, default=None, metavar="N|HxW",
+                        help="run the network on overlapping tiles of this size (a multiple of the U-Net's size "
+                             "multiple); default: the whole DEM at once when it fits, else tiles of the training "
+                             "map size")
     parser.add_argument("--overlap", type=float, default=0.25, metavar="F",
                         help="overlapping fraction of neighbouring tiles (default 0.25)")
     parser.add_argument("--resample", action="store_true",
@@ -104,8 +111,8 @@ def run(args) -> int:
     sampler = args.sampler or trained.experiment.get("sampler", "euler")
     ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
-                        overlap=args.overlap, coarse_factor=args.coarse_factor, elevation_offset_m=offset,
-                        progress=not args.no_progress, source=args.dem)
+                        overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
+                        elevation_offset_m=offset, progress=not args.no_progress, source=args.dem)
     ds.attrs.update({"dem": str(args.dem), "dem_cell_size_m": float(native_dx), "rainfall_file": str(args.rain),
                      "scenario": "" if args.scenario is None else str(args.scenario),
                      "resampled": int(terrain.dx != native_dx)})
@@ -118,12 +125,20 @@ def run(args) -> int:
     return 0
 
 
+def tile_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``N`` (square) or ``HxW`` cells."""
+    parts = text.lower().split("x")
+    if len(parts) > 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected N or HxW cells, e.g. 64 or 64x128, got {text!r}")
+    return int(parts[0]), int(parts[-1])
+
+
 def _check_options(args, out: Path) -> None:
     """Option checks that need no file."""
     check_output(out, inputs=(args.model, args.dem, args.rain), suffixes=NETCDF_SUFFIXES + GEOTIFF_SUFFIXES)
     for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1),
                                ("--batch-size", args.batch_size, 1), ("--coarse-factor", args.coarse_factor, 1)):
-        if value < low:
+        if value is not None and value < low:
             raise PiffInputError(option, f"must be at least {low}, got {value}")
     if not 0.0 <= args.overlap < 1.0:
         raise PiffInputError("--overlap", f"must be in [0, 1), got {args.overlap}")

@@ -53,6 +53,7 @@ VARIABLES = {
     "storm_total": (("storm",), "mm", "24-h rainfall total", None),
     "split": (("storm",), None, "train, val or test", None),
     "dem_name": (("dem",), None, "DEM name", None),
+    "dem_split": (("dem",), None, "train (terrain seen in training) or test (held-out terrain)", None),
     "boundary": (("dem",), None, "solver boundary conditions per edge", None),
     "mass_residual": (("dem", "storm"), "1", "solver mass-balance residual relative to the rain volume", None),
     "solver_wall_time": (("dem", "storm"), "s",
@@ -60,6 +61,8 @@ VARIABLES = {
 }
 REQUIRED = ("elevation", "rainfall", "depth", "spm", "storm_shape", "storm_group", "storm_total", "split", "dem_name")
 SPLITS = ("train", "val", "test")
+# the terrain of a test map: a training DEM (held-out storm only) or a held-out DEM
+TERRAINS = ("seen", "unseen")
 STORM_GROUPS = ("uniform", "design", "real_like")
 
 
@@ -69,6 +72,29 @@ def storm_ids_in_split(ds: xr.Dataset, split: str) -> np.ndarray:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     labels = ds["split"].values.astype(str)
     return ds["storm"].values[labels == split]
+
+
+def dem_split(ds: xr.Dataset) -> np.ndarray:
+    """Per DEM ``train`` or ``test`` (held-out terrain), read from the stored labels; a dataset
+    without them (older builds, PNG imports) trains on every DEM."""
+    if "dem_split" not in ds:
+        return np.full(ds.sizes["dem"], "train")
+    return ds["dem_split"].values.astype(str)
+
+
+def dems_in_split(ds: xr.Dataset, split: str) -> np.ndarray:
+    """DEM positions a split uses: train and val maps come from the training DEMs only; test maps
+    from every DEM (held-out storms on seen terrain, and on the held-out DEMs)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    labels = dem_split(ds)
+    return np.arange(len(labels)) if split == "test" else np.nonzero(labels == "train")[0]
+
+
+def terrain_of_dems(ds: xr.Dataset) -> dict[int, str]:
+    """DEM coordinate value -> ``seen`` or ``unseen`` (:data:`TERRAINS`)."""
+    dems = ds["dem"].values if "dem" in ds.coords else np.arange(ds.sizes["dem"])
+    return {int(d): "unseen" if s == "test" else "seen" for d, s in zip(dems, dem_split(ds))}
 
 
 def new_dataset(ny: int, nx: int, dx: float, hours: int, *, x0: float = 0.0, y0: float | None = None,

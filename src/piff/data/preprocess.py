@@ -24,42 +24,69 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- terrain
+def dem_source(terrain_cfg: dict, index: int) -> tuple[str, int]:
+    """(source, index within that source) of DEM ``index``: the ``source`` DEMs come first, then
+    the ``real_windows`` jacksboro windows (real terrain mixed into a synthetic dataset)."""
+    n_main = len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg.get("count", 1))
+    if index < n_main:
+        return terrain_cfg["source"], index
+    return "real_window", index - n_main
+
+
+def dem_count(terrain_cfg: dict) -> int:
+    """Number of DEMs of a dataset: the source's DEMs plus the real-terrain windows."""
+    main = len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg.get("count", 1))
+    return main + int(terrain_cfg.get("real_windows", 0))
+
+
 def make_terrain(terrain_cfg: dict, index: int):
     """The ``index``-th DEM of a dataset as a :class:`piff.hydro.terrain.Terrain`."""
     from piff.hydro import terrain as T
 
-    source = terrain_cfg["source"]
+    source, k = dem_source(terrain_cfg, index)
     size = terrain_cfg.get("size", 64)
     dx = float(terrain_cfg.get("cell_size_m", 20.0))
-    seed = int(terrain_cfg.get("seed", 0)) + index
     if source == "synthetic":
-        ter = T.synthetic_lowland(size=size, dx=dx, seed=seed, sea_edge=terrain_cfg.get("sea_edge", "left"))
+        ter = T.synthetic_lowland(size=size, dx=dx, seed=int(terrain_cfg.get("seed", 0)) + k,
+                                  sea_edge=terrain_cfg.get("sea_edge", "left"))
     elif source == "jacksboro":
-        ter = T.jacksboro(size=size, dx=dx, relief_m=terrain_cfg.get("relief_m"), offset=index)
+        ter = T.jacksboro(size=size, dx=dx, relief_m=terrain_cfg.get("relief_m"), offset=k)
+    elif source == "real_window":
+        # windows spread over the whole DEM, so that no two (a training and a test DEM) overlap
+        ter = T.jacksboro(size=size, dx=dx, relief_m=terrain_cfg.get("relief_m"), offset=k,
+                          spread=int(terrain_cfg["real_windows"]))
     elif source == "files":
-        files = terrain_cfg.get("files", [])
-        if index >= len(files):
-            raise PiffInputError("config", f"terrain.files lists {len(files)} DEMs, DEM {index} requested")
-        ter = T.read_dem(files[index], dx=terrain_cfg.get("cell_size_m"))
+        ter = T.read_dem(terrain_cfg["files"][k], dx=terrain_cfg.get("cell_size_m"))
     else:
         raise PiffInputError("config", f"unknown terrain source {source!r}")
-    ter.name = f"{source}_{index:03d}" if source != "files" else Path(terrain_cfg["files"][index]).stem
+    ter.name = Path(terrain_cfg["files"][k]).stem if source == "files" else (
+        f"jacksboro_window_{k:03d}" if source == "real_window" else f"{source}_{k:03d}")
     return ter
 
 
-def dem_count(terrain_cfg: dict) -> int:
-    return len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg["count"])
+def dem_splits(dataset_cfg: dict) -> list[str]:
+    """Per DEM, ``train`` (terrain seen in training) or ``test`` (held-out terrain, ``split.test_dems``).
+    Decided here, once, and stored in the dataset like the storm split."""
+    n = dem_count(dataset_cfg["terrain"])
+    test = [int(d) for d in dataset_cfg.get("split", {}).get("test_dems", [])]
+    bad = [d for d in test if not 0 <= d < n]
+    if bad:
+        raise PiffInputError("config", f"split.test_dems {bad} are not DEM indices of this dataset (0..{n - 1})")
+    if len(set(test)) >= n:
+        raise PiffInputError("config", "split.test_dems holds out every DEM; training needs at least one")
+    return ["test" if d in test else "train" for d in range(n)]
 
 
-def boundary_string(dataset_cfg: dict, terrain=None) -> str:
-    """The solver boundary spec of a dataset: explicit in the config, or ``auto``: for synthetic
-    terrain a sea of stage ``sea_level_m`` at its sea edge and closed walls elsewhere; for real
-    terrain (jacksboro, files) free outflow on every edge, since water leaves a cropped DEM."""
+def boundary_string(dataset_cfg: dict, dem: int) -> str:
+    """The solver boundary spec of DEM ``dem`` of a dataset: explicit in the config, or ``auto``:
+    for synthetic terrain a sea of stage ``sea_level_m`` at its sea edge and closed walls
+    elsewhere; for real terrain (jacksboro, real windows, files) free outflow on every edge, since
+    water leaves a cropped DEM."""
     spec = dataset_cfg.get("boundaries", "auto")
     if spec != "auto":
         return spec
     tcfg = dataset_cfg["terrain"]
-    if tcfg["source"] == "synthetic":
+    if dem_source(tcfg, dem)[0] == "synthetic":
         edge = tcfg.get("sea_edge", "left")
         closed = ",".join(f"{e}=closed" for e in ("left", "right", "top", "bottom") if e != edge)
         return f"{edge}=sea:{float(dataset_cfg.get('sea_level_m', 0.0))},{closed}"
@@ -167,13 +194,14 @@ def storm_batches(n_storms: int, cells: int, batch_cells: int = BATCH_CELLS) -> 
     return [b + [b[-1]] * (size - len(b)) for b in batches]
 
 
-def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, progress=False) -> xr.Dataset:
-    """Run the solver for one DEM and one chunk of storms; returns depth, vx, vy, fluxes, loss."""
+def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem: int, progress=False) -> xr.Dataset:
+    """Run the solver for DEM number ``dem`` (file ``dem_path``) and one chunk of storms; returns
+    depth, vx, vy, fluxes, loss."""
     from piff.hydro import solver as solver_mod
 
     ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
-    boundaries = boundary_string(dataset_cfg, ter)
+    boundaries = boundary_string(dataset_cfg, dem)
     n = storms.sizes["storm"]
     outputs = {k: [None] * n for k in ("depth", "vx", "vy", "flux_x", "flux_y", "loss")}
     residual, wall = [None] * n, [None] * n
@@ -208,8 +236,9 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, prog
     return ds
 
 
-def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> xr.Dataset:
-    """The coarse dynamic prior (solver on a coarser grid, downscaled) for one chunk of storms."""
+def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem: int) -> xr.Dataset:
+    """The coarse dynamic prior (solver on a coarser grid, downscaled) of DEM number ``dem`` for one
+    chunk of storms."""
     from piff.hydro.spm import coarse_dynamic_prior
 
     ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
@@ -222,7 +251,7 @@ def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> 
     compile_ = "step" if scfg.get("compile", False) else False
     t0 = time.perf_counter()
     maps = coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[:, 1:],
-                                boundary_string(dataset_cfg, ter), factor=factor,
+                                boundary_string(dataset_cfg, dem), factor=factor,
                                 manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
                                 theta=float(scfg.get("theta", 0.8)), compile=compile_, nodata_mask=ter.nodata_mask)
     wall = np.full(storms.sizes["storm"], (time.perf_counter() - t0) / storms.sizes["storm"])  # per storm, shared
@@ -236,14 +265,14 @@ def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict) -> 
 
 
 # ----------------------------------------------------------------------------- spm
-def build_spm(dem_path, dataset_cfg: dict) -> xr.Dataset:
-    """The SPM fill-and-spill table of one DEM: spm(rain_bin, y, x) in metres."""
+def build_spm(dem_path, dataset_cfg: dict, *, dem: int) -> xr.Dataset:
+    """The SPM fill-and-spill table of DEM number ``dem``: spm(rain_bin, y, x) in metres."""
     from piff.hydro.boundary import parse_boundaries
     from piff.hydro.spm import SPM_BINS_MM, FillAndSpill
     from piff.hydro.terrain import read_dem
 
     ter = read_dem(dem_path)
-    spec = parse_boundaries(boundary_string(dataset_cfg, ter))
+    spec = parse_boundaries(boundary_string(dataset_cfg, dem))
     t0 = time.perf_counter()
     fs = FillAndSpill(ter.elevation, ter.dx, spec.outlet_mask(ter.elevation.shape), nodata_mask=ter.nodata_mask)
     table = fs.table(SPM_BINS_MM)
@@ -287,7 +316,8 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     masks = [t.nodata_mask if t.nodata_mask is not None else np.zeros((ny, nx), bool) for t in terrains]
     fmt.add_variable(ds, "nodata", np.stack(masks).astype(np.int8))
     fmt.add_variable(ds, "dem_name", np.array([t.name for t in terrains]))
-    fmt.add_variable(ds, "boundary", np.array([boundary_string(dataset_cfg, t) for t in terrains]))
+    fmt.add_variable(ds, "boundary", np.array([boundary_string(dataset_cfg, d) for d in range(len(terrains))]))
+    fmt.add_variable(ds, "dem_split", np.array(dem_splits(dataset_cfg)))
     for name_ in ("rainfall", "storm_shape", "storm_group", "storm_total", "split"):
         ds[name_] = storms[name_]
 
@@ -340,13 +370,13 @@ def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tin
             for i in range(dem_count(cfg["terrain"]))]
     storms = fmt.write_netcdf(make_storms(cfg["storms"], cfg["split"]), folder / "storms.nc")
     chunks = range(len(storm_chunks(_load(storms).sizes["storm"], cfg["simulate"]["storms_per_job"])))
-    sims = [[fmt.write_netcdf(simulate_chunk(d, storms, c, cfg), folder / f"sim_{i}_{c}.nc") for c in chunks]
+    sims = [[fmt.write_netcdf(simulate_chunk(d, storms, c, cfg, dem=i), folder / f"sim_{i}_{c}.nc") for c in chunks]
             for i, d in enumerate(dems)]
     priors = []
     if cfg.get("coarse_prior", {}).get("enabled"):
-        priors = [[fmt.write_netcdf(coarse_prior_chunk(d, storms, c, cfg), folder / f"prior_{i}_{c}.nc")
+        priors = [[fmt.write_netcdf(coarse_prior_chunk(d, storms, c, cfg, dem=i), folder / f"prior_{i}_{c}.nc")
                    for c in chunks] for i, d in enumerate(dems)]
-    spms = [fmt.write_netcdf(build_spm(d, cfg), folder / f"spm_{i}.nc") for i, d in enumerate(dems)]
+    spms = [fmt.write_netcdf(build_spm(d, cfg, dem=i), folder / f"spm_{i}.nc") for i, d in enumerate(dems)]
     return fmt.write_netcdf(assemble(dems, storms, sims, spms, priors, cfg, name), folder / "dataset.nc")
 
 

@@ -69,6 +69,7 @@ class FloodMapDataset(torch.utils.data.Dataset):
         self.storm_rows = np.nonzero(np.isin(all_ids, storm_ids))[0]
         self.storm_ids = all_ids[self.storm_rows]
         self.n_dem = ds.sizes["dem"]
+        self.dems = fmt.dems_in_split(ds, split)  # held-out terrain only in the test split
         self.rainfall = ds["rainfall"].values.astype(np.float32)
         self.elevation = ds["elevation"].values.astype(np.float32)
         self.spm_table = ds["spm"].values.astype(np.float32) if prior == "spm" else None
@@ -77,7 +78,7 @@ class FloodMapDataset(torch.utils.data.Dataset):
         self.shape = ds["elevation"].shape[1:]
         self.storm_group = ds["storm_group"].values.astype(str)
         # sample index -> (dem, storm row, hour), dem-major so neighbouring samples share a DEM
-        self.index = np.array([(d, r, h) for d in range(self.n_dem) for r in self.storm_rows for h in self.hours],
+        self.index = np.array([(d, r, h) for d in self.dems for r in self.storm_rows for h in self.hours],
                               dtype=np.int64).reshape(-1, 3)
         self._fields = None
         if in_memory:
@@ -93,7 +94,7 @@ class FloodMapDataset(torch.utils.data.Dataset):
         At most ``max_maps`` depth maps, evenly spread over the split (hours 1..T)."""
         take = self.index[:: max(1, len(self.index) // max_maps)]
         depth = np.stack([self._field("depth", int(d), int(r), int(h)) for d, r, h in take])
-        return depth, self.elevation
+        return depth, self.elevation[self.dems]
 
     def __len__(self) -> int:
         return len(self.index)

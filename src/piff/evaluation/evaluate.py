@@ -113,8 +113,10 @@ def member_spread_m(members: np.ndarray, valid) -> np.ndarray:
 
 
 def per_map_scores(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOLDS_M) -> pd.DataFrame:
-    """One row per (nfe, dem, storm, hour): the storm group and every per-map score."""
+    """One row per (nfe, dem, storm, hour): the terrain (seen or unseen DEM), the storm group and
+    every per-map score."""
     check_alignment(samples, dataset)
+    terrain = fmt.terrain_of_dems(dataset)
     hours = samples["time"].values.astype(int)
     n_members = samples.sizes["member"]
     cols = metric_columns(thresholds)
@@ -132,7 +134,8 @@ def per_map_scores(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOL
                 pred = members.mean(axis=0)
                 scores = M.all_metrics(pred, truth, thresholds, valid)
                 sums = M.pooled_sums(pred, truth, thresholds, valid)
-                frame = pd.DataFrame({"nfe": int(nfe), "dem": int(dem), "storm": int(storm), "group": group,
+                frame = pd.DataFrame({"nfe": int(nfe), "dem": int(dem), "storm": int(storm),
+                                      "terrain": terrain[int(dem)], "group": group,
                                       "hour": hours, **{c: np.asarray(scores[c], np.float64) for c in cols},
                                       **{SUM_PREFIX + k: np.asarray(v, np.float64) for k, v in sums.items()}})
                 if balance is not None:
@@ -144,6 +147,11 @@ def per_map_scores(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOL
 
 
 # ----------------------------------------------------------------------------- aggregate
+def terrains_present(per_map: pd.DataFrame) -> list[str]:
+    """The terrains with test maps, seen first (:data:`piff.data.format.TERRAINS`)."""
+    return [t for t in fmt.TERRAINS if t in set(per_map["terrain"])]
+
+
 def groups_present(per_map: pd.DataFrame) -> list[str]:
     """"all" then the storm groups with test maps, in the dataset format's order."""
     present = set(per_map["group"])
@@ -176,34 +184,39 @@ def speed(samples: xr.Dataset, dataset: xr.Dataset) -> tuple[dict, float]:
 
 def aggregate(per_map: pd.DataFrame, seconds_per_map: dict, solver_seconds: float,
               thresholds=THRESHOLDS_M) -> pd.DataFrame:
-    """One row per (nfe, group, hour) with hour "all" first, then each hour: means of the per-map
-    scores, and the pooled scores of all the maps' cells together (from the summed columns)."""
-    keys = ("nfe", "dem", "storm", "group", "hour")
+    """One row per (nfe, terrain, group, hour) with hour "all" first, then each hour: means of the
+    per-map scores, and the pooled scores of all the maps' cells together (from the summed
+    columns). Seen and unseen terrain are never mixed: they answer different questions."""
+    keys = ("nfe", "dem", "storm", "terrain", "group", "hour")
     sum_cols = [c for c in per_map.columns if c.startswith(SUM_PREFIX)]
     score_cols = [c for c in per_map.columns if c not in keys and c not in sum_cols]
     rows = []
-    for nfe, at_nfe in per_map.groupby("nfe", sort=True):
-        for group in groups_present(per_map):
-            in_group = at_nfe if group == "all" else at_nfe[at_nfe["group"] == group]
+    for (nfe, terrain), on_terrain in per_map.groupby(["nfe", "terrain"], sort=False):
+        for group in groups_present(on_terrain):
+            in_group = on_terrain if group == "all" else on_terrain[on_terrain["group"] == group]
             for hour in ["all"] + sorted(in_group["hour"].unique().tolist()):
                 maps = in_group if hour == "all" else in_group[in_group["hour"] == hour]
-                row = {"nfe": int(nfe), "group": group, "hour": str(hour)}
+                row = {"nfe": int(nfe), "terrain": terrain, "group": group, "hour": str(hour)}
                 row.update(mean_over_maps(maps, score_cols))
                 row.update(M.pooled_scores({c[len(SUM_PREFIX):]: maps[c].sum() for c in sum_cols}, thresholds))
                 row["seconds_per_map"] = seconds_per_map[int(nfe)]
                 row["solver_seconds_per_event"] = solver_seconds
                 row["speedup"] = solver_seconds / row["seconds_per_map"] if row["seconds_per_map"] > 0 else np.nan
                 rows.append(row)
-    return pd.DataFrame(rows)
+    order = {t: i for i, t in enumerate(fmt.TERRAINS)}
+    table = pd.DataFrame(rows)
+    return table.sort_values(["nfe", "terrain"], key=lambda c: c.map(order) if c.name == "terrain" else c,
+                             kind="stable").reset_index(drop=True)
 
 
 def evaluate(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOLDS_M) -> tuple[pd.DataFrame, dict]:
-    """Metrics per NFE, storm group and hour (wide table) and the hour="all" summary as a dict.
+    """Metrics per NFE, terrain, storm group and hour (wide table) and the hour="all" summary as a dict.
 
     ``samples``: the layout of ``results/<name>/samples.nc`` (depth in m with dims nfe, member,
     dem, storm, time, y, x; seconds_per_map per nfe). ``dataset``: the piff dataset it predicts.
-    Returns (table with columns nfe, group, hour, n_maps, scores, dropped-map counts, speed;
-    dict for metrics.json: metadata plus ``metrics[nfe][group][metric]`` for hour "all").
+    Returns (table with columns nfe, terrain, group, hour, n_maps, scores, dropped-map counts,
+    speed; dict for metrics.json: metadata plus ``metrics[nfe][terrain][group][metric]`` for hour
+    "all", terrain ``seen`` = training DEMs, ``unseen`` = held-out DEMs).
     """
     per_map = per_map_scores(samples, dataset, thresholds)
     seconds, solver_seconds = speed(samples, dataset)
@@ -212,13 +225,13 @@ def evaluate(samples: xr.Dataset, dataset: xr.Dataset, thresholds=THRESHOLDS_M) 
 
 
 def summary_dict(table: pd.DataFrame, samples: xr.Dataset, per_map: pd.DataFrame, thresholds) -> dict:
-    """metrics.json content: metadata and the hour="all" rows nested by nfe then group."""
+    """metrics.json content: metadata and the hour="all" rows nested by nfe, terrain, then group."""
     attrs = samples.attrs
     overall = table[table["hour"] == "all"]
     nested = {}
     for _, row in overall.iterrows():
-        values = {k: _json_number(v) for k, v in row.items() if k not in ("nfe", "group", "hour")}
-        nested.setdefault(str(row["nfe"]), {})[row["group"]] = values
+        values = {k: _json_number(v) for k, v in row.items() if k not in ("nfe", "terrain", "group", "hour")}
+        nested.setdefault(str(row["nfe"]), {}).setdefault(row["terrain"], {})[row["group"]] = values
     maps_per_nfe = per_map[per_map["nfe"] == per_map["nfe"].iloc[0]]
     return {
         "experiment": attrs.get("experiment", ""), "kind": attrs.get("kind", ""), "dataset": attrs.get("dataset", ""),
@@ -226,6 +239,7 @@ def summary_dict(table: pd.DataFrame, samples: xr.Dataset, per_map: pd.DataFrame
         "seed": _json_number(attrs.get("seed", "")), "model_fingerprint": attrs.get("model_fingerprint", ""),
         "device": attrs.get("device", ""), "members": int(samples.sizes["member"]),
         "n_maps": len(maps_per_nfe), "n_dems": int(samples.sizes["dem"]), "n_storms": int(samples.sizes["storm"]),
+        "maps_per_terrain": {t: int((maps_per_nfe["terrain"] == t).sum()) for t in terrains_present(per_map)},
         "hours": [int(h) for h in samples["time"].values],
         "storms_per_group": {g: int(maps_per_nfe[maps_per_nfe["group"] == g]["storm"].nunique())
                              for g in groups_present(per_map)[1:]},

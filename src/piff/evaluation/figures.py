@@ -99,8 +99,14 @@ def plot_cases(samples: xr.Dataset, dataset: xr.Dataset, path) -> Path:
 
 
 # ----------------------------------------------------------------------------- curves
+def _seen(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the seen terrain (held-out storms on the training DEMs), the curves' subject."""
+    return table[table["terrain"] == "seen"] if "terrain" in table else table
+
+
 def _overall(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["hour"].astype(str) == "all"]
+    rows = _seen(table)
+    return rows[rows["hour"].astype(str) == "all"]
 
 
 def plot_error_vs_nfe(table: pd.DataFrame, path, title: str = "") -> Path:
@@ -118,12 +124,13 @@ def plot_error_vs_nfe(table: pd.DataFrame, path, title: str = "") -> Path:
         ax.set_xticks(sorted(rows["nfe"].unique()))
         ax.grid(alpha=0.3)
         ax.legend(title="storm group", fontsize=8)
-    fig.suptitle(f"{title}: error against NFE (mean over test maps)")
+    fig.suptitle(f"{title}: error against NFE (mean over test maps, seen terrain)")
     return _save(fig, path)
 
 
 def plot_error_vs_hour(table: pd.DataFrame, path, title: str = "") -> Path:
     """MAE (m) against the storm hour, one line per NFE (storm group "all")."""
+    table = _seen(table)
     rows = table[(table["group"] == "all") & (table["hour"].astype(str) != "all")].copy()
     rows["hour"] = rows["hour"].astype(int)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -134,7 +141,7 @@ def plot_error_vs_hour(table: pd.DataFrame, path, title: str = "") -> Path:
     ax.set_ylabel("MAE (m)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{title}: MAE against hour (mean over test maps)")
+    ax.set_title(f"{title}: MAE against hour (mean over test maps, seen terrain)")
     return _save(fig, path)
 
 

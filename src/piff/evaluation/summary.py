@@ -1,8 +1,10 @@
 """Compare experiments and baselines: ``results/summary.csv`` and ``results/summary.md``.
 
 Reads each experiment's ``metrics.json`` (written by :mod:`piff.evaluation.evaluate`) and
-lays out one row per (experiment, NFE, storm group) for hour "all". The values are means over
-test maps of per-map scores (see ``averaging`` in each metrics.json).
+lays out one row per (experiment, NFE, terrain, storm group) for hour "all". Terrain ``seen`` =
+held-out storms on the training DEMs, ``unseen`` = the test storms on the held-out DEMs. The
+values are means over test maps of per-map scores, or pooled over their cells (see ``averaging``
+in each metrics.json).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from piff.atomic import atomic_write_text
-from piff.data.format import STORM_GROUPS
+from piff.data.format import STORM_GROUPS, TERRAINS
 from piff.errors import PiffInputError
 
 # display column -> (metrics.json key, number format)
@@ -34,7 +36,9 @@ COLUMNS = {
     "s per map": ("seconds_per_map", "{:.3g}"),
     "speed-up": ("speedup", "{:.3g}"),
 }
-INTRO = ("Means over test maps (DEM x held-out storm x hour) of per-map scores against the solver, except "
+INTRO = ("Seen terrain = held-out storms on the training DEMs; unseen terrain = the same held-out storms on "
+         "DEMs never trained on (split.test_dems). "
+         "Means over test maps (DEM x held-out storm x hour) of per-map scores against the solver, except "
          "the *pooled* columns: one NSE over all test cells together, and CSI from the contingency counts "
          "summed over all maps (per-map NSE of nearly dry maps is dominated by noise). "
          "NFE 0 = no network (SPM-only and coarse dynamic prior baselines). Depth thresholds in metres; "
@@ -57,31 +61,34 @@ def read_metrics(paths) -> list[dict]:
 
 
 def summary_table(metrics: list[dict]) -> pd.DataFrame:
-    """One row per (experiment, nfe, group): experiment, kind, nfe, group, n_maps, then COLUMNS."""
+    """One row per (experiment, nfe, terrain, group): experiment, kind, nfe, terrain, group, n_maps,
+    then COLUMNS."""
     rows = []
     for m in metrics:
-        for nfe, by_group in m["metrics"].items():
-            for group, values in by_group.items():
-                row = {"experiment": m["experiment"], "kind": m["kind"], "nfe": int(nfe), "group": group,
-                       "n_maps": values.get("n_maps")}
-                # null in json = undefined (e.g. no solver timings): NaN in the table
-                row.update({col: _number(values.get(key)) for col, (key, _) in COLUMNS.items()})
-                rows.append(row)
+        for nfe, by_terrain in m["metrics"].items():
+            for terrain, by_group in by_terrain.items():
+                for group, values in by_group.items():
+                    row = {"experiment": m["experiment"], "kind": m["kind"], "nfe": int(nfe), "terrain": terrain,
+                           "group": group, "n_maps": values.get("n_maps")}
+                    # null in json = undefined (e.g. no solver timings): NaN in the table
+                    row.update({col: _number(values.get(key)) for col, (key, _) in COLUMNS.items()})
+                    rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     order = {g: i for i, g in enumerate(("all",) + STORM_GROUPS)}
+    table["_terrain"] = table["terrain"].map(lambda t: TERRAINS.index(t) if t in TERRAINS else len(TERRAINS))
     table["_group"] = table["group"].map(lambda g: order.get(g, len(order)))
-    table = table.sort_values(["_group", "MAE (m)", "experiment", "nfe"], na_position="last")
-    return table.drop(columns="_group").reset_index(drop=True)
+    table = table.sort_values(["_terrain", "_group", "MAE (m)", "experiment", "nfe"], na_position="last")
+    return table.drop(columns=["_terrain", "_group"]).reset_index(drop=True)
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """One Markdown table per storm group ("all" first), rows sorted by MAE (best first)."""
+    """One Markdown table per terrain and storm group (seen, "all" first), rows sorted by MAE."""
     lines = ["# Test-set comparison", "", INTRO, ""]
     header = ["experiment", "kind", "NFE", "maps"] + list(COLUMNS)
-    for group, rows in table.groupby("group", sort=False):
-        lines += [f"## Storm group: {group}", "", "| " + " | ".join(header) + " |",
+    for (terrain, group), rows in table.groupby(["terrain", "group"], sort=False):
+        lines += [f"## {terrain.capitalize()} terrain, storm group: {group}", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
         for _, r in rows.iterrows():
             cells = [str(r["experiment"]), str(r["kind"]), str(r["nfe"]), _fmt(r["n_maps"], "{:d}")]
@@ -96,24 +103,27 @@ ANATOMY = {"dry: MAE (cm)": ("mae[dry]", 100.0), "dry: bias (cm)": ("bias[dry]",
            "0.005-0.1 m: MAE (cm)": ("mae[0.005-0.1]", 100.0), "0.1-0.3 m: MAE (cm)": ("mae[0.1-0.3]", 100.0),
            "0.3-0.5 m: MAE (cm)": ("mae[0.3-0.5]", 100.0), ">0.5 m: MAE (cm)": ("mae[>0.5]", 100.0),
            "false wet (%)": ("false_wet_fraction", 100.0), "missed wet (%)": ("missed_wet_fraction", 100.0)}
-ANATOMY_INTRO = ("Error anatomy (all test maps, storm group all): mean absolute error and mean bias "
+ANATOMY_INTRO = ("Error anatomy (all test maps of each terrain, storm group all): mean absolute error and mean bias "
                  "(prediction - truth) over the cells whose TRUE depth lies in each band, pooled over maps; "
                  "dry = true depth below 5 mm; false wet = share of all cells the solver leaves below 0.05 m "
                  "that the prediction floods above it, missed wet the reverse.")
 
 
 def anatomy_markdown(metrics: list[dict]) -> str:
-    """The error-anatomy table: one row per (experiment, NFE) for storm group "all"."""
-    header = ["experiment", "NFE"] + list(ANATOMY)
+    """The error-anatomy table: one row per (terrain, experiment, NFE) for storm group "all"."""
+    header = ["terrain", "experiment", "NFE"] + list(ANATOMY)
     lines = ["## Error anatomy", "", ANATOMY_INTRO, "", "| " + " | ".join(header) + " |",
-             "|" + "|".join(["---"] * 2 + ["---:"] * len(ANATOMY)) + "|"]
-    for m in sorted(metrics, key=lambda m: m["experiment"]):
-        for nfe, by_group in sorted(m["metrics"].items(), key=lambda kv: int(kv[0])):
-            values = by_group.get("all", {})
-            cells = [m["experiment"], str(nfe)]
-            cells += [_fmt(None if values.get(key) is None else values[key] * scale, "{:.2f}")
-                      for key, scale in ANATOMY.values()]
-            lines.append("| " + " | ".join(cells) + " |")
+             "|" + "|".join(["---"] * 3 + ["---:"] * len(ANATOMY)) + "|"]
+    for terrain in TERRAINS:
+        for m in sorted(metrics, key=lambda m: m["experiment"]):
+            for nfe, by_terrain in sorted(m["metrics"].items(), key=lambda kv: int(kv[0])):
+                if terrain not in by_terrain:
+                    continue
+                values = by_terrain[terrain].get("all", {})
+                cells = [terrain, m["experiment"], str(nfe)]
+                cells += [_fmt(None if values.get(key) is None else values[key] * scale, "{:.2f}")
+                          for key, scale in ANATOMY.values()]
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -238,7 +238,8 @@ def _jacksboro_raw():
     return elevation, dx_m, dy_m
 
 
-def jacksboro(size=None, dx: float | None = None, relief_m: float | None = None, offset: int = 0) -> Terrain:
+def jacksboro(size=None, dx: float | None = None, relief_m: float | None = None, offset: int = 0,
+              spread: int | None = None) -> Terrain:
     """The Jacksboro fault DEM (Tennessee ridges; 344 x 403 cells of 3 arc-seconds, elevations in
     metres) from matplotlib's sample data, as a hydrologically conditioned :class:`Terrain`.
 
@@ -251,6 +252,8 @@ def jacksboro(size=None, dx: float | None = None, relief_m: float | None = None,
         (a flat-city test on real drainage structure).
     offset : selects the crop window: windows lie on a half-overlapping grid scanned row by row,
         window ``offset % count`` is taken (so several DEMs can come from one file).
+    spread : if given, ``offset`` picks the offset-th of ``spread`` windows spaced evenly through
+        that grid instead (far apart, so held-out and training windows do not overlap).
     """
     raw, dx_m, dy_m = _jacksboro_raw()
     native = float(np.sqrt(dx_m * dy_m))
@@ -265,7 +268,7 @@ def jacksboro(size=None, dx: float | None = None, relief_m: float | None = None,
     if wy > raw.shape[0] + 1e-9 or wx > raw.shape[1] + 1e-9:
         raise ValueError(f"jacksboro: a {ny}x{nx} crop at {dx:g} m needs {wy:.0f}x{wx:.0f} native cells, "
                          f"the DEM has {raw.shape[0]}x{raw.shape[1]}")
-    r0, c0 = _window_origin(raw.shape, (wy, wx), offset)
+    r0, c0 = _window_origin(raw.shape, (wy, wx), offset, spread)
     rows = r0 + (np.arange(ny) + 0.5) * dx / native - 0.5
     cols = c0 + (np.arange(nx) + 0.5) * dx / native - 0.5
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
@@ -276,15 +279,21 @@ def jacksboro(size=None, dx: float | None = None, relief_m: float | None = None,
     return Terrain(z, dx, name=f"jacksboro_{offset}", sea_edge=None)
 
 
-def _window_origin(shape, window, offset: int) -> tuple[float, float]:
-    """Top-left corner (native cells) of crop window ``offset`` on a half-overlapping grid."""
+def _window_origin(shape, window, offset: int, spread: int | None = None) -> tuple[float, float]:
+    """Top-left corner (native cells) of crop window ``offset`` on a half-overlapping grid, or with
+    ``spread``: of the offset-th of ``spread`` windows evenly spaced, row by row, through the grid
+    of windows that tile the DEM without overlap (so no two of them share a cell)."""
     starts = []
     for n, w in zip(shape, window):
-        step = max(w / 2.0, 1.0)
+        step = max(w if spread else w / 2.0, 1.0)
         count = int(np.floor((n - w) / step + 1e-9)) + 1
         starts.append(np.arange(count) * step)
     ys, xs = starts
-    k = int(offset) % (len(ys) * len(xs))
+    total = len(ys) * len(xs)
+    if spread and spread > total:
+        raise ValueError(f"jacksboro: {spread} windows of {window[0]:.0f}x{window[1]:.0f} native cells do not fit "
+                         f"the {shape[0]}x{shape[1]} DEM without overlap (at most {total})")
+    k = int((int(offset) % spread + 0.5) * total / spread) if spread else int(offset) % total
     return float(ys[k // len(xs)]), float(xs[k % len(xs)])
 
 
@@ -366,7 +375,7 @@ def read_dem(path, dx: float | None = None) -> Terrain:
     return _read_gdal(path, dx)
 
 
-def _finish(path, z: np.ndarray, nodata: np.ndarray, dx, crs=None, transform=None) -> Terrain:
+def _finish(path, z: np.ndarray, nodata: np.ndarray, dx, crs=None, transform=None, name=None) -> Terrain:
     """Common checks: 2-D, finite where valid, not all nodata; NaN at nodata."""
     if z.ndim != 2:
         raise PiffInputError(path, f"elevation must be a 2-D raster, got shape {z.shape}")
@@ -381,7 +390,7 @@ def _finish(path, z: np.ndarray, nodata: np.ndarray, dx, crs=None, transform=Non
                                    "but the file declares no nodata value for them")
     elevation = np.where(nodata, np.nan, z).astype(np.float32)
     return Terrain(elevation, float(dx), crs=crs, transform=None if transform is None else tuple(map(float, transform)),
-                   nodata_mask=nodata if nodata.any() else None, name=path.stem)
+                   nodata_mask=nodata if nodata.any() else None, name=name or path.stem)
 
 
 def _read_npy(path: Path, dx) -> Terrain:
@@ -460,6 +469,7 @@ def _read_netcdf(path: Path, dx) -> Terrain:
         y = ds[ydim].values.astype(np.float64) if ydim in ds.coords else None
         degrees = any("degree" in str(ds[d].attrs.get("units", "")) for d in (xdim, ydim) if d in ds.coords)
         crs = _nc_crs(ds, da)
+        name = ds.attrs.get("dem_name")  # written by write_dem
     if np.isinf(z).any():
         raise PiffInputError(path, f"variable {var} contains infinite values")
     transform = None
@@ -476,7 +486,7 @@ def _read_netcdf(path: Path, dx) -> Terrain:
             transform = (sx, 0.0, x[0] - sx / 2, 0.0, sy, y[0] - sy / 2)
     elif dx is None:
         raise PiffInputError(path, f"variable {var} has no x/y coordinates: give dx (--dx METRES)")
-    return _finish(path, z, nodata, dx, crs=crs, transform=transform)
+    return _finish(path, z, nodata, dx, crs=crs, transform=transform, name=name)
 
 
 def _pick_nc_variable(path, ds) -> str:
@@ -556,6 +566,7 @@ def _write_nc(terrain: Terrain, tmp: str) -> None:
         {"elevation": (("y", "x"), z,
                        {"units": "m", "standard_name": "surface_altitude", "long_name": "bed elevation"})},
         coords=cf.grid_coords(*z.shape, terrain.geotransform()),
-        attrs={"Conventions": cf.CONVENTIONS, "title": f"DEM {terrain.name}", "cell_size_m": float(terrain.dx)})
+        attrs={"Conventions": cf.CONVENTIONS, "title": f"DEM {terrain.name}", "dem_name": terrain.name,
+               "cell_size_m": float(terrain.dx)})
     cf.add_crs(ds, terrain.crs, terrain.transform)
     ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=cf.encoding_for(ds, nan_fill=("elevation",)))

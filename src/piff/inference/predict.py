@@ -9,9 +9,17 @@ writes the result):
 2. the prior, once per DEM: the SPM fill-and-spill of the whole DEM (water routing is global,
    so it is never computed per tile) looked up per hour from the 24-h window sum, or the coarse
    dynamic prior when the model was trained with ``prior="coarse"`` (:func:`prior_maps`);
-3. per hour, tiled inference (:mod:`piff.inference.tiling`) with windows of the training map
-   size, ``members`` samples per window, and the per-window statistics blended into
-   ``depth_mean``, ``depth_std`` and ``p_exceed`` (:func:`_window_stats`).
+3. where the network runs (:func:`inference_plan`): on the whole DEM at once, padded (reflected)
+   up to the U-Net's size multiple (and at least the training map size) and cropped back, when
+   that fits the memory budget ``MAX_CELLS_PER_CALL`` and the attention budget
+   ``MAX_WHOLE_DOMAIN_TOKENS``; otherwise, or when a ``tile`` is given, on overlapping windows
+   of the training map size blended into one map (:mod:`piff.inference.tiling`);
+4. one pass for all maps: the rain windows are computed once per hour, then every (window,
+   hour, member) map goes through the network in calls of as many maps as the memory budget
+   allows (``CPU_CELLS_PER_CALL`` on the CPU, where smaller calls are faster), hours and members
+   mixed (no loop over hours), in ``torch.inference_mode`` and, on the CPU, with channels_last
+   convolutions; each map's statistics are accumulated into ``depth_mean``, ``depth_std`` and
+   ``p_exceed`` (:class:`_MapSampler`). The ``inference`` attribute says whole-domain or tiled.
 
 Design choices (see also docs/architecture.md):
 
@@ -22,13 +30,15 @@ Design choices (see also docs/architecture.md):
   maps stay on that resampled grid (same CRS, same top-left corner, training cell size): the
   model only knows depths at its own resolution, and interpolating them back to a finer DEM grid
   would invent detail the prediction does not have.
-* **Ensembles**: members of one window are independent samples; overlapping windows are
-  independent too. The blended ``depth_mean``, ``depth_std`` and ``p_exceed`` are the mean,
-  standard deviation and exceedance probability of the *mixture* of the windows' member sets
-  (weights = the blending weights): blending raw member maps instead would average independent
-  draws in the overlaps and shrink the spread there, drawing the tile seams into ``depth_std``.
-  A deterministic sampler has one member: its blended map is the prediction, with std 0 and
-  probabilities 0 or 1.
+* **Ensembles**: every map draws its noise from its own generator, seeded by (seed, hour,
+  member, window) (:func:`_map_generator`), so an hour's members do not depend on which other
+  hours are requested or on how the maps are batched. Members of one window are independent
+  samples; overlapping windows are independent too. The blended ``depth_mean``, ``depth_std``
+  and ``p_exceed`` are the mean, standard deviation and exceedance probability of the *mixture*
+  of the windows' member sets (weights = the blending weights): blending raw member maps
+  instead would average independent draws in the overlaps and shrink the spread there, drawing
+  the tile seams into ``depth_std``. A deterministic sampler has one member: its blended map is
+  the prediction, with std 0 and probabilities 0 or 1.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ import math
 import re
 import time
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -58,6 +70,19 @@ DEFAULT_BOUNDARY = "left=free,right=free,top=free,bottom=free"
 # (GeoTIFFs often carry 19.9999 m for 20 m).
 CELL_SIZE_RTOL = 0.01
 DEFAULT_OVERLAP = 0.25
+# Memory budget of one network call, in map cells x maps: a forward pass holds about 2 KB per
+# cell for the tiny preset and 8 KB for the paper preset (peak RSS on the CPU, 512x512 and
+# 128x128 maps), so a call stays within about 2 (tiny) to 8 GB (paper).
+MAX_CELLS_PER_CALL = 2 ** 20
+# On the CPU, calls of more than a few 10^4 cells are slower per cell (the activations leave the
+# caches): the tiny preset predicts a 256x256 DEM from 64x64 tiles in 9.5 s in calls of 8 tiles,
+# 13.1 s in one call of 100; so CPU calls hold about this many cells.
+CPU_CELLS_PER_CALL = 2 ** 16
+# Self-attention's cost grows with the square of its tokens, tiling's linearly (overlaps are
+# computed twice): the whole DEM runs at once only while the finest attention site has at most
+# this many tokens. The tiny preset (attention at 1/4 resolution) runs a 256x256 map (4096
+# tokens) as fast as its 25 overlapping 64x64 tiles, a 512x512 one 1.7x slower (CPU).
+MAX_WHOLE_DOMAIN_TOKENS = 4096
 # Elevations more than this many training standard deviations from the training mean are far
 # outside what the network saw (e.g. a DEM on another vertical datum): warn.
 ELEVATION_WARN_STD = 4.0
@@ -162,13 +187,15 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
 
 
 # ----------------------------------------------------------------------------- the network
-class _WindowSampler:
-    """Callable for :func:`tiling.predict_tiled`: depth statistics of a batch of windows for a
-    group of hours.
+class _MapSampler:
+    """Callable for :func:`tiling.predict_whole` and :func:`tiling.predict_tiled`: depth
+    statistics of a batch of windows for every requested hour.
 
     Windows ``{"elevation": (B, th, tw), "prior": (B, G, th, tw)}`` in metres, with ``rain``
-    (G, 24) the rain windows of the G hours. Every (window, hour) gets ``members`` depth maps;
-    the maps go through the network ``batch_size`` at a time. Returns (B, G, C, th, tw):
+    (G, 24) the rain windows of the G hours. Every (window, hour) gets ``members`` depth maps; the
+    maps, one per (window, hour, member), go through the network ``maps_per_call`` at a time,
+    whatever hour they belong to; a stochastic map draws its noise from its own generator
+    (:func:`_map_generator`). Returns (B, G, C, th, tw):
 
     * stochastic sampler, C = 2 + K: the members' mean, mean of squares and, for each of the K
       thresholds, the fraction of members deeper than it. These are linear in the mixture, so
@@ -176,49 +203,116 @@ class _WindowSampler:
     * deterministic, C = 1: the depth map.
     """
 
-    def __init__(self, trained, rain, *, nfe, sampler, members, stochastic, generator, device, batch_size,
-                 thresholds):
+    def __init__(self, trained, rain, hours, *, nfe, sampler, members, stochastic, seed, device, maps_per_call,
+                 thresholds, progress=None):
         self.trained, self.nfe, self.sampler, self.members = trained, nfe, sampler, members
         self.rain = torch.as_tensor(np.asarray(rain), dtype=torch.float32, device=device)
-        self.stochastic, self.generator, self.device, self.batch_size = stochastic, generator, device, batch_size
+        self.hours, self.stochastic, self.seed, self.device = list(hours), stochastic, seed, device
+        self.maps_per_call, self.progress = maps_per_call, progress
         self.thresholds = np.asarray(thresholds, np.float64)
+        self.windows_done = 0  # index of the next batch's first window (the tiling passes them in order)
 
     def __call__(self, batch: dict) -> np.ndarray:
         n_win, n_hours = batch["prior"].shape[:2]
-        m = self.members
-        # one row per (window, hour, member), in that order
-        elevation = np.repeat(batch["elevation"], n_hours * m, axis=0)
-        prior = np.repeat(batch["prior"].reshape((-1,) + batch["prior"].shape[-2:]), m, axis=0)
-        hour = np.tile(np.repeat(np.arange(n_hours), m), n_win)
-        depth = np.concatenate([self._run(elevation[i:i + self.batch_size], prior[i:i + self.batch_size],
-                                          hour[i:i + self.batch_size])
-                                for i in range(0, elevation.shape[0], self.batch_size)])
-        depth = depth.reshape((n_win, n_hours, m) + depth.shape[-2:]).astype(np.float64)
+        z = torch.as_tensor(batch["elevation"], dtype=torch.float32, device=self.device)
+        p = torch.as_tensor(batch["prior"], dtype=torch.float32, device=self.device)
+        n_channels = 2 + len(self.thresholds) if self.stochastic else 1
+        stats = np.zeros((n_win, n_hours, n_channels) + z.shape[-2:], np.float64)
+        n_maps = n_win * n_hours * self.members
+        for lo in range(0, n_maps, self.maps_per_call):
+            win, hour, member = np.unravel_index(np.arange(lo, min(lo + self.maps_per_call, n_maps)),
+                                                 (n_win, n_hours, self.members))
+            w, h = torch.as_tensor(win, device=self.device), torch.as_tensor(hour, device=self.device)
+            out = self.trained.predict(z[w, None], p[w, h, None], self.rain[h], nfe=self.nfe, sampler=self.sampler,
+                                       generator=self._generators(win, hour, member))
+            # a (window, hour)'s members arrive in order however the maps are split into calls, so
+            # its sums do not depend on the split
+            for i, moments in enumerate(self._moments(out[:, 0].double().cpu().numpy())):
+                stats[win[i], hour[i]] += moments
+            if self.progress is not None:
+                self.progress(len(win))
+        self.windows_done += n_win
+        return stats
+
+    def _generators(self, win, hour, member) -> list[torch.Generator] | None:
         if not self.stochastic:
-            return depth  # m == 1: the member axis is the single channel
-        exceed = (depth[:, :, None] > self.thresholds[:, None, None, None]).mean(axis=3)
-        return np.concatenate([depth.mean(axis=2, keepdims=True), (depth ** 2).mean(axis=2, keepdims=True), exceed],
-                              axis=2)
+            return None
+        return [_map_generator(self.seed, self.hours[h], k, self.windows_done + w, self.device)
+                for w, h, k in zip(win, hour, member)]
 
-    def _run(self, elevation: np.ndarray, prior: np.ndarray, hour: np.ndarray) -> np.ndarray:
-        """(n, th, tw) metres and (n,) hour positions -> (n, th, tw) depth [m] from the network."""
-        z = torch.as_tensor(elevation[:, None], dtype=torch.float32, device=self.device)
-        p = torch.as_tensor(prior[:, None], dtype=torch.float32, device=self.device)
-        rain = self.rain[torch.as_tensor(hour, device=self.device)]
-        out = self.trained.predict(z, p, rain, nfe=self.nfe, sampler=self.sampler, generator=self.generator)
-        return out[:, 0].float().cpu().numpy()
+    def _moments(self, depth: np.ndarray) -> np.ndarray:
+        """(n, th, tw) depth maps -> (n, C, th, tw), each map's share of its (window, hour)'s statistics."""
+        if not self.stochastic:
+            return depth[:, None]
+        d = depth[:, None]
+        return np.concatenate([d, d ** 2, d > self.thresholds[:, None, None]], axis=1) / self.members
 
 
-def _hour_generator(seed: int, hour: int, device) -> torch.Generator:
-    """A generator per (seed, hour): an hour's members do not depend on which other hours are
-    predicted in the same run."""
-    state = int(np.random.SeedSequence([int(seed), int(hour)]).generate_state(1)[0])
+def _map_generator(seed: int, hour: int, member: int, window: int, device) -> torch.Generator:
+    """The generator of one map: its samples do not depend on which other maps are predicted in
+    the same run or batched with it."""
+    state = int(np.random.SeedSequence([int(seed), int(hour), int(member), int(window)]).generate_state(1)[0])
     return torch.Generator(device=device).manual_seed(state)
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """How :func:`predict_maps` runs the network over a DEM (:func:`inference_plan`)."""
+
+    whole: bool  # the whole (padded) DEM in one window; else overlapping tiles
+    window: tuple[int, int]  # the maps the network sees: the padded DEM or a tile
+    maps_per_call: int
+
+    @property
+    def mode(self) -> str:
+        return "whole-domain" if self.whole else "tiled"
+
+
+def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | None = None,
+                   device="cpu") -> InferencePlan:
+    """Whole-domain inference when the DEM, padded up to the U-Net's size multiple and at least
+    to the training map size (the size the network knows), fits ``MAX_CELLS_PER_CALL`` and
+    ``MAX_WHOLE_DOMAIN_TOKENS``; otherwise tiles of the training map size. A ``tile`` forces
+    tiles of that size. ``batch_size``: maps per network call, default as many as
+    ``MAX_CELLS_PER_CALL`` allows (``CPU_CELLS_PER_CALL`` on the CPU)."""
+    config = trained.model.config
+    step = config.size_multiple
+    whole = False
+    if tile is None:
+        window = tuple(max(int(t), -(-int(n) // step) * step) for n, t in zip(shape, trained.meta["grid_shape"]))
+        # the finest attention site (the middle block attends at 1 / step)
+        ds = min([d for d in config.attention_ds if d <= step] + [step])
+        whole = (window[0] * window[1] <= MAX_CELLS_PER_CALL
+                 and (window[0] // ds) * (window[1] // ds) <= MAX_WHOLE_DOMAIN_TOKENS)
+    if not whole:
+        window = _check_tile(trained, tile)
+    if batch_size is None:
+        cells = CPU_CELLS_PER_CALL if torch.device(device).type == "cpu" else MAX_CELLS_PER_CALL
+        batch_size = max(1, cells // (window[0] * window[1]))
+    elif int(batch_size) < 1:
+        raise PiffInputError("--batch-size", f"must be at least 1, got {batch_size}")
+    return InferencePlan(whole, window, int(batch_size))
+
+
+@contextmanager
+def _fast_convolutions(model: torch.nn.Module, device: torch.device):
+    """Inference mode, and on the CPU channels_last weights (oneDNN's native layout: the tiny
+    preset predicted a 256x256 DEM 12 % faster whole, 34 % faster tiled); the weights go back
+    to the default (contiguous) layout afterwards."""
+    with torch.inference_mode():
+        if device.type != "cpu":
+            yield
+            return
+        model.to(memory_format=torch.channels_last)
+        try:
+            yield
+        finally:
+            model.to(memory_format=torch.contiguous_format)
 
 
 # ----------------------------------------------------------------------------- the pipeline
 def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10, sampler: str = "euler",
-                 members: int = 1, seed: int = 0, device="cpu", batch_size: int = 8, *,
+                 members: int = 1, seed: int = 0, device="cpu", batch_size: int | None = None, *,
                  boundary=DEFAULT_BOUNDARY, overlap: float = DEFAULT_OVERLAP, tile=None,
                  thresholds=THRESHOLDS_M, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
                  progress: bool = False, source=None) -> xr.Dataset:
@@ -232,12 +326,16 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     sampler : euler | heun | euler_maruyama; only euler_maruyama is stochastic, the others (and
         the regression kind) run one member whatever ``members`` says.
     members : ensemble members per map (stochastic sampler).
-    seed : seeds one torch.Generator per hour (reproducible members).
-    device : torch device or "auto"; batch_size : maps per network call (windows x members).
+    seed : seeds one torch.Generator per map (reproducible members, see :func:`_map_generator`).
+    device : torch device or "auto".
+    batch_size : maps (windows x hours x members) per network call; default as many as
+        ``MAX_CELLS_PER_CALL`` allows (``CPU_CELLS_PER_CALL`` on the CPU).
     boundary : edge spec (piff.hydro.boundary) giving the prior's outlets; default free outflow
         on every edge (a DEM cut out of a larger area drains across its edges).
-    overlap : overlapping fraction of neighbouring windows; tile : window (th, tw), default the
-        training map size ``meta["grid_shape"]`` (must be a multiple of the U-Net's size multiple).
+    overlap : overlapping fraction of neighbouring windows (tiled inference).
+    tile : window (th, tw) forcing tiled inference (a multiple of the U-Net's size multiple);
+        default: the whole DEM at once when it fits, else tiles of the training map size
+        ``meta["grid_shape"]`` (:func:`inference_plan`).
     thresholds : depths [m] of the exceedance probabilities.
     coarse_factor : coarsening of the coarse dynamic prior (models trained with prior "coarse").
     elevation_offset_m : metres added to the DEM before the network only (not to the prior), to
@@ -246,7 +344,8 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
 
     Returns an xarray Dataset (CF-1.10): ``depth_mean``, ``depth_std`` (time, y, x) [m],
     ``p_exceed`` (time, threshold, y, x) [1], ``prior`` (time, y, x) [m], ``elevation`` (y, x)
-    [m], ``rainfall`` and ``rain_window_sum`` (time); NaN at nodata cells.
+    [m], ``rainfall`` and ``rain_window_sum`` (time); NaN at nodata cells. The attributes say
+    how the maps were made (``inference``: ``whole-domain`` or ``tiled``).
     """
     t_start = time.perf_counter()
     source = source or terrain.name
@@ -254,8 +353,8 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     rain = _check_request(trained, terrain, rain_mm_per_h, hours, nfe, sampler, overlap, source)
     stochastic = trained.kind == "piff" and sampler in STOCHASTIC_SAMPLERS
     members = max(1, int(members)) if stochastic else 1
-    tile = _check_tile(trained, tile)
     device = resolve_device(device)
+    plan = inference_plan(trained, terrain.shape, tile, batch_size, device)
 
     valid = terrain.valid_mask()
     uses_prior = trained.prior != "none"
@@ -265,29 +364,26 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     _warn_elevation_range(trained.normaliser, elevation[valid], source)
     _warn_rain_range(trained, rain, hours)
     windows = rain_windows(rain, hours)
-    n_tiles = len(tiling.tile_windows(terrain.shape, tile, overlap))
+    fields = {"elevation": elevation, "prior": priors}
+    n_tiles = 1 if plan.whole else len(tiling.tile_windows(terrain.shape, plan.window, overlap))
 
-    # Deterministic: all hours of a window in one network batch (24 maps of a training-size DEM
-    # in a few calls). Stochastic: one hour at a time with its own generator, so an hour's members
-    # do not depend on which other hours are requested; the members fill the batches.
-    groups = [list(range(len(hours)))] if not stochastic else [[k] for k in range(len(hours))]
-    stats = []
-    with tqdm(total=len(hours) * n_tiles, desc="predict", unit="tile", disable=not progress) as bar:
-        for group in groups:
-            n_group = len(group)
-            fn = _WindowSampler(trained, windows[group], nfe=nfe, sampler=sampler, members=members,
-                                stochastic=stochastic, generator=_hour_generator(seed, hours[group[0]], device),
-                                device=device, batch_size=batch_size, thresholds=thresholds)
-            stats.append(tiling.predict_tiled(fn, {"elevation": elevation, "prior": priors[group]}, tile, overlap,
-                                              batch_size=max(1, batch_size // (n_group * members)),
-                                              progress=lambda n, g=n_group: bar.update(n * g)))
-    mean, std, p = _finish_stats(np.concatenate(stats), thresholds, stochastic)
+    with (tqdm(total=n_tiles * len(hours) * members, desc="predict", unit="map", disable=not progress) as bar,
+          _fast_convolutions(trained.model, device)):
+        fn = _MapSampler(trained, windows, hours, nfe=nfe, sampler=sampler, members=members, stochastic=stochastic,
+                         seed=seed, device=device, maps_per_call=plan.maps_per_call, thresholds=thresholds,
+                         progress=bar.update)
+        if plan.whole:
+            stats = tiling.predict_whole(fn, fields, plan.window)
+        else:  # enough windows per call of fn to fill the network calls with all their hours and members
+            stats = tiling.predict_tiled(fn, fields, plan.window, overlap,
+                                         batch_size=max(1, plan.maps_per_call // (len(hours) * members)))
+    mean, std, p = _finish_stats(stats, thresholds, stochastic)
     nan = ~valid
     mean[:, nan], std[:, nan], p[:, :, nan] = np.nan, np.nan, np.nan
 
     ds = prediction_dataset(terrain, hours, rain, windows, mean, std, p, priors if uses_prior else None, thresholds)
     ds.attrs.update(_provenance(trained, nfe, sampler, members, seed, device, trained.prior,
-                                boundary, coarse_factor, tile, overlap, n_tiles, elevation_offset_m, terrain.dx))
+                                boundary, coarse_factor, plan, overlap, n_tiles, elevation_offset_m, terrain.dx))
     ds.attrs["wall_time_s"] = time.perf_counter() - t_start
     return ds
 
@@ -308,7 +404,7 @@ def _check_request(trained, terrain, rain_mm_per_h, hours, nfe, sampler, overlap
     return rain
 
 
-def _provenance(trained, nfe, sampler, members, seed, device, prior, boundary, coarse_factor, tile, overlap,
+def _provenance(trained, nfe, sampler, members, seed, device, prior, boundary, coarse_factor, plan, overlap,
                 n_tiles, elevation_offset_m, dx) -> dict:
     """Global attributes saying how the maps were made (netCDF attributes: numbers and strings)."""
     piff = trained.kind == "piff"
@@ -318,7 +414,8 @@ def _provenance(trained, nfe, sampler, members, seed, device, prior, boundary, c
         "nfe": int(nfe if piff else 1), "sampler": sampler if piff else "none", "members": int(members),
         "seed": int(seed), "device": str(device), "prior": prior, "prior_boundary": str(boundary),
         "coarse_factor": int(coarse_factor) if prior == "coarse" else 0,
-        "tile": list(tile), "tile_overlap": float(overlap), "tiles_per_hour": int(n_tiles),
+        "inference": plan.mode, "tile": list(plan.window), "tile_overlap": 0.0 if plan.whole else float(overlap),
+        "tiles_per_hour": int(n_tiles), "maps_per_call": int(plan.maps_per_call),
         "nodata_fill": "highest valid elevation (nodata cells are walls)",
         "elevation_offset_m": float(elevation_offset_m), "cell_size_m": float(dx),
         "model_cell_size_m": float(trained.cell_size_m),
@@ -337,7 +434,7 @@ def _check_tile(trained, tile) -> tuple[int, int]:
 
 
 def _finish_stats(stats: np.ndarray, thresholds, stochastic: bool):
-    """Blended (hours, C, ny, nx) statistics of :class:`_WindowSampler` -> mean, std [m] and
+    """Blended (hours, C, ny, nx) statistics of :class:`_MapSampler` -> mean, std [m] and
     p_exceed (hours, K, ny, nx)."""
     mean = stats[:, 0]
     if stochastic:

@@ -43,10 +43,11 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
         nfe, members = (0,), 1
     data = FloodMapDataset(dataset_path, split, hours=hours, prior=prior, with_physics=False)
     ds_in = fmt.open_dataset(dataset_path)
-    dems = ds_in["dem"].values if "dem" in ds_in.coords else np.arange(ds_in.sizes["dem"])
+    dems = (ds_in["dem"].values if "dem" in ds_in.coords else np.arange(ds_in.sizes["dem"]))[data.dems]
     hours_out = np.array(data.hours, dtype=np.int32)
     ny, nx = data.shape
-    depth = np.zeros((len(nfe), members, data.n_dem, len(data.storm_ids), len(hours_out), ny, nx), np.float32)
+    depth = np.zeros((len(nfe), members, len(data.dems), len(data.storm_ids), len(hours_out), ny, nx), np.float32)
+    dem_pos = {int(d): i for i, d in enumerate(data.dems)}
     seconds = np.zeros(len(nfe))
     storm_pos = {int(s): i for i, s in enumerate(data.storm_ids)}
     hour_pos = {int(h): i for i, h in enumerate(hours_out)}
@@ -60,7 +61,8 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
             for m in range(members):
                 pred = _predict(trained, kind, batch, n, sampler, gen, device)
                 for b in range(pred.shape[0]):
-                    d, s, h = int(batch["dem"][b]), storm_pos[int(batch["storm"][b])], hour_pos[int(batch["hour"][b])]
+                    d, s, h = (dem_pos[int(batch["dem"][b])], storm_pos[int(batch["storm"][b])],
+                               hour_pos[int(batch["hour"][b])])
                     depth[k, m, d, s, h] = pred[b, 0]
         seconds[k] = (time.perf_counter() - t0) / (len(data) * members)
         if kind == "coarse_prior" and "prior_coarse_wall_time" in ds_in:

@@ -1,13 +1,17 @@
-"""Tiled inference: run a fixed-size network over a raster of any size and blend the tiles.
+"""Run a network on a raster of any size: the whole raster at once, or overlapping tiles blended.
 
-The network was trained on maps of one size (``meta["grid_shape"]``); its receptive field,
-group normalisation and attention all see the whole training map, so it is run on windows of
-exactly that size. Windows overlap; each window's output is weighted by a separable Hann-like
-bump that is largest at the window's centre and small (but never 0) at its edges, and the
-weighted outputs are divided by the summed weights. Where a window ends, its weight has already
-faded out, so the result passes smoothly from one window to the next (no seams), and the
-weights sum to a positive number everywhere, so every cell gets a value.
+* **Whole domain** (:func:`predict_whole`): the raster padded at the bottom/right up to a size the
+  network accepts, one call, cropped back. No seams and no cell computed twice; the network's
+  group normalisation and attention then see the whole raster instead of a map of the size it
+  was trained on.
+* **Tiles** (:func:`predict_tiled`): windows of a fixed size (the training map size, so every
+  window looks like a training map) overlap; each window's output is weighted by a separable
+  Hann-like bump that is largest at the window's centre and small (but never 0) at its edges,
+  and the weighted outputs are divided by the summed weights. Where a window ends, its weight
+  has already faded out, so the result passes smoothly from one window to the next (no seams),
+  and the weights sum to a positive number everywhere, so every cell gets a value.
 
+Which one ``piff predict`` uses is decided in :func:`piff.inference.predict.inference_plan`.
 Everything here is pure numpy (no torch, no model), so it is unit-tested on its own.
 """
 
@@ -80,6 +84,31 @@ def tile_windows(shape: tuple[int, int], tile: tuple[int, int], overlap: float) 
     return list(product(rows, cols))
 
 
+def predict_whole(fn: Callable[[dict], np.ndarray], fields: dict, shape, *, pad_mode: str = "reflect") -> np.ndarray:
+    """Apply ``fn`` once to the whole raster padded (``pad_mode``) up to ``shape``, crop back.
+
+    fn, fields : as for :func:`predict_tiled`, with a batch of one window.
+    shape : (H, W) the network runs on, at least the raster's size.
+
+    Returns ``(C..., ny, nx)`` float64.
+    """
+    shape = (int(shape[0]), int(shape[1]))
+    ny, nx = _raster_shape(fields)
+    if shape[0] < ny or shape[1] < nx:
+        raise ValueError(f"window {shape} is smaller than the raster {(ny, nx)}")
+    pred = np.asarray(fn({k: pad_to(np.asarray(v), shape, pad_mode)[None] for k, v in fields.items()}), np.float64)
+    if pred.shape[0] != 1 or pred.shape[-2:] != shape:
+        raise ValueError(f"fn returned shape {pred.shape} for one window of {shape}")
+    return pred[0, ..., :ny, :nx]
+
+
+def _raster_shape(fields: dict) -> tuple[int, int]:
+    shapes = {f.shape[-2:] for f in fields.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"fields must share their last two axes, got {sorted(shapes)}")
+    return shapes.pop()
+
+
 def predict_tiled(fn: Callable[[dict], np.ndarray], fields: dict, tile, overlap: float = 0.25, *,
                   batch_size: int = 8, pad_mode: str = "reflect",
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -98,10 +127,7 @@ def predict_tiled(fn: Callable[[dict], np.ndarray], fields: dict, tile, overlap:
     Returns ``(C..., ny, nx)`` float64: ``sum_w weight * fn(window) / sum_w weight``.
     """
     tile = (int(tile), int(tile)) if np.ndim(tile) == 0 else (int(tile[0]), int(tile[1]))
-    shapes = {f.shape[-2:] for f in fields.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"fields must share their last two axes, got {sorted(shapes)}")
-    ny, nx = shapes.pop()
+    ny, nx = _raster_shape(fields)
     padded = {k: pad_to(np.asarray(v), tile, pad_mode) for k, v in fields.items()}
     windows = tile_windows((ny, nx), tile, overlap)
     weight = blend_weights(tile)

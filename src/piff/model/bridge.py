@@ -74,7 +74,7 @@ t_i = 1 - i / N. ``nfe`` is exactly the number of network evaluations:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -169,10 +169,12 @@ class Bridge:
 
     # ---- sampling ----
     def sample(self, velocity_fn: VelocityFn, x1: torch.Tensor, nfe: int, method: str = "euler",
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """Integrate from x1 (B, C, H, W) at t = 1 to t = 0 with exactly ``nfe`` calls of
         ``velocity_fn``; returns x at t = 0 (model space). ``generator`` (on x1's device) makes
-        ``euler_maruyama`` reproducible; the deterministic methods ignore it."""
+        ``euler_maruyama`` reproducible; a sequence of B generators draws row b's noise from the
+        b-th, so a row's sample does not depend on the rows batched with it. The deterministic
+        methods ignore it."""
         if not isinstance(nfe, int) or nfe < 1:
             raise ValueError(f"nfe must be an integer >= 1, got {nfe!r}")
         if method == "euler":
@@ -189,7 +191,7 @@ class Bridge:
             x = x - (t - s) * velocity_fn(x, _full(x, t))
             std = self._em_std(t, s) if stochastic else 0.0
             if std > 0:
-                x = x + std * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+                x = x + std * _noise(x, generator)
         return x
 
     def _heun(self, velocity_fn, x, nfe):
@@ -212,6 +214,16 @@ class Bridge:
         if self.noise == "constant":
             return self.sigma * math.sqrt(t - s)
         return self.sigma * math.sqrt((t - s) * s / t)
+
+
+def _noise(like: torch.Tensor, generator) -> torch.Tensor:
+    """Standard normal noise shaped like ``like``, from one generator or one per row."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(like.shape, device=like.device, dtype=like.dtype, generator=generator)
+    if len(generator) != like.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {like.shape[0]}")
+    return torch.stack([torch.randn(like.shape[1:], device=like.device, dtype=like.dtype, generator=g)
+                        for g in generator])
 
 
 def _time_grid(n: int) -> list[float]:

@@ -11,6 +11,8 @@ the domain (restricts the physics loss to real cells; nodata walls get no rain i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from piff.choices import DEPTH_LOSSES, PHYSICS_FLUX_MODES
@@ -135,7 +137,7 @@ def _physics_term(normaliser, batch, x0_hat, physics_flux="scaled") -> torch.Ten
 @torch.no_grad()
 def sample(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, elevation: torch.Tensor,
            prior: torch.Tensor | None, rain_window: torch.Tensor, nfe: int = 10, method: str = "euler",
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
     """Depth maps in metres (B, 1, H, W), clamped >= 0, from elevation (B, 1, H, W) m, the
     prior map (B, 1, H, W) m (ignored when the model was built with use_prior=False) and the rain
     window (B, 24) mm/h, with exactly ``nfe`` network evaluations (the velocity is derived from

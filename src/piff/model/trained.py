@@ -9,6 +9,7 @@ set (``piff.inference.sampling``), ``piff predict`` and the benchmarks all call 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,14 @@ class TrainedModel:
 
     @torch.no_grad()
     def predict(self, elevation: torch.Tensor, prior: torch.Tensor | None, rain_window: torch.Tensor, *,
-                nfe: int = 10, sampler: str = "euler", generator: torch.Generator | None = None) -> torch.Tensor:
+                nfe: int = 10, sampler: str = "euler",
+                generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """Depth maps (B, 1, H, W) [m], clamped >= 0, from the DEM (B, 1, H, W) [m], the prior map
         (B, 1, H, W) [m] (None for a model without one) and the rain windows (B, 24) [mm/h].
 
-        ``nfe``, ``sampler`` and ``generator`` (on the model's device) drive the bridge; the
-        regression kind ignores them (one network evaluation)."""
+        ``nfe``, ``sampler`` and ``generator`` (on the model's device; or B of them, one per map,
+        see ``Bridge.sample``) drive the bridge; the regression kind ignores them (one network
+        evaluation)."""
         if self.kind == "regression":
             return regress(self.model, self.normaliser, elevation, prior, rain_window)
         return sample(self.model, self.bridge, self.normaliser, elevation, prior, rain_window, nfe=int(nfe),
