@@ -27,16 +27,18 @@ log = logging.getLogger(__name__)
 def dem_source(terrain_cfg: dict, index: int) -> tuple[str, int]:
     """(source, index within that source) of DEM ``index``: the ``source`` DEMs come first, then
     the ``real_windows`` jacksboro windows (real terrain mixed into a synthetic dataset)."""
-    n_main = len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg.get("count", 1))
-    if index < n_main:
+    if index < _source_count(terrain_cfg):
         return terrain_cfg["source"], index
-    return "real_window", index - n_main
+    return "real_window", index - _source_count(terrain_cfg)
+
+
+def _source_count(terrain_cfg: dict) -> int:
+    return len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg.get("count", 1))
 
 
 def dem_count(terrain_cfg: dict) -> int:
     """Number of DEMs of a dataset: the source's DEMs plus the real-terrain windows."""
-    main = len(terrain_cfg["files"]) if terrain_cfg["source"] == "files" else int(terrain_cfg.get("count", 1))
-    return main + int(terrain_cfg.get("real_windows", 0))
+    return _source_count(terrain_cfg) + int(terrain_cfg.get("real_windows", 0))
 
 
 def make_terrain(terrain_cfg: dict, index: int):
