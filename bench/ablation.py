@@ -30,10 +30,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
+from piff.yaml_files import load_yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("piff.bench.ablation")
@@ -225,7 +225,7 @@ def main() -> None:
         p.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     if not Path(a.dataset).exists():
         p.error(f"{a.dataset} does not exist (build it: snakemake --cores 2 {a.dataset})")
-    experiments = yaml.safe_load(Path(a.config).read_text())["experiments"]
+    experiments = load_yaml(a.config)["experiments"]
     if a.experiment not in experiments:
         p.error(f"{a.config} has no experiment {a.experiment!r}")
     base = experiments[a.experiment]

@@ -49,4 +49,14 @@ def test_embedded_configs_plan_their_jobs(tmp_path):
     paper = snakemake(tmp_path, "results/paper/samples.nc", "results/paper_unet/metrics.json", "-n", "--configfile",
                       str(REPO / "config" / "config.yaml"), str(REPO / "config" / "paper.yaml"))
     jobs = jobs_run(paper)
-    assert jobs["train"] == 2 and jobs["simulate"] >= 26  # 26 chunks of 7 storms per DEM
+    assert jobs["train"] == 2 and jobs["simulate"] == 20 * 26  # 20 DEMs x 26 chunks of 7 storms
+
+
+def test_a_key_written_twice_in_a_config_file_is_an_error(tmp_path):
+    """PyYAML keeps the last of two equal keys; the workflow must refuse the file instead."""
+    text = (REPO / "config" / "config.yaml").read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text + "\ndatasets: {}\n")
+    out = snakemake(tmp_path, "-n", configfile=twice, check=False)
+    assert out.returncode != 0
+    assert f"{twice}: not valid YAML: duplicate key 'datasets'" in out.stdout + out.stderr

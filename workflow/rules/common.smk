@@ -8,6 +8,15 @@ from piff.choices import TRAINED_KINDS
 from piff.data.preprocess import dem_count, dem_splits
 from piff.errors import PiffInputError
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
+from piff.yaml_files import load_yaml
+
+# Snakemake's YAML reader keeps the last of two equal keys silently: reread each config file
+# strictly so a duplicated `datasets:` block is an error, not a different config.
+for _configfile in workflow.configfiles:
+    try:
+        load_yaml(_configfile)
+    except PiffInputError as err:
+        raise ValueError(str(err)) from None
 
 validate(config, "../schemas/config.schema.yaml")
 
