@@ -34,7 +34,10 @@ def add_arguments(parser) -> None:
                         help="scenario id (inflow_<id>) in a multi-scenario rainfall file")
     parser.add_argument("--hours", default=None, metavar="LIST",
                         help="hours to predict, e.g. 1-24 or 6,12,18 (default: every hour of the forecast)")
-    parser.add_argument("--nfe", type=int, default=10, metavar="N", help="network evaluations per map (default 10)")
+    parser.add_argument("--nfe", type=int, default=None, metavar="N",
+                        help="network evaluations per map (default: the NFE the workflow measured for this model, "
+                             "kept in metrics.json beside it: the fewest within 3 %% of NFE 10's held-out MAE; "
+                             "10 without one)")
     parser.add_argument("--sampler", default=None, choices=SAMPLERS,
                         help="default: the sampler the model was configured with")
     parser.add_argument("--members", type=int, default=16, metavar="N",
@@ -73,6 +76,7 @@ def run(args) -> int:
     import torch
 
     from piff.data.outputs import write_prediction_geotiff, write_prediction_netcdf
+    from piff.evaluation import default_nfe
     from piff.hydro.boundary import parse_boundaries
     from piff.hydro.storms import read_rainfall
     from piff.hydro.terrain import read_dem, resample_terrain
@@ -109,7 +113,9 @@ def run(args) -> int:
     if args.match_elevation:
         offset = trained.normaliser.elevation_mean - float(np.nanmean(terrain.elevation))
     sampler = args.sampler or trained.experiment.get("sampler", "euler")
-    ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
+    nfe = args.nfe or default_nfe.recorded(args.model, str(trained.meta.get("fingerprint", ""))) \
+        or default_nfe.FALLBACK_NFE
+    ds = P.predict_maps(trained, terrain, rain, hours, nfe=nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
                         elevation_offset_m=offset, progress=not args.no_progress, source=args.dem)

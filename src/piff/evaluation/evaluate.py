@@ -26,6 +26,7 @@ from piff.atomic import atomic_write_text
 from piff.data import format as fmt
 from piff.errors import PiffInputError
 from piff.hydro import metrics as M
+from piff.evaluation import default_nfe
 from piff.hydro.continuity import water_balance_residual_m
 from piff.units import MM_PER_M
 
@@ -246,7 +247,18 @@ def summary_dict(table: pd.DataFrame, samples: xr.Dataset, per_map: pd.DataFrame
         "thresholds_m": [float(t) for t in thresholds], "wet_threshold_m": M.WET_M,
         "averaging": AVERAGING, "units": UNITS,
         "metrics": nested,
+        "default_nfe": _default_nfe(overall, attrs.get("kind", "")),
     }
+
+
+def _default_nfe(overall: pd.DataFrame, kind: str) -> dict | None:
+    """piff predict's default NFE for a bridge model (``piff.evaluation.default_nfe``); None for
+    kinds without a choice (the regression and the priors use one or no network evaluation)."""
+    if kind != "piff":
+        return None
+    rows = overall[overall["group"] == "all"]
+    mae = {int(n): {t: float(v) for t, v in zip(r["terrain"], r["mae"])} for n, r in rows.groupby("nfe")}
+    return default_nfe.choose(mae)
 
 
 def _json_number(v):

@@ -18,6 +18,7 @@ import pandas as pd
 from piff.atomic import atomic_write_text
 from piff.data.format import STORM_GROUPS, TERRAINS
 from piff.errors import PiffInputError
+from piff.evaluation.default_nfe import REFERENCE_NFE, TOLERANCE
 
 # display column -> (metrics.json key, number format)
 COLUMNS = {
@@ -127,12 +128,32 @@ def anatomy_markdown(metrics: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_nfe_markdown(metrics: list[dict]) -> str:
+    """Each bridge model's measured default NFE for ``piff predict`` (``piff.evaluation.default_nfe``)."""
+    chosen = [m for m in sorted(metrics, key=lambda m: m["experiment"]) if m.get("default_nfe")]
+    if not chosen:
+        return ""
+    lines = ["## Default NFE of piff predict", "",
+             f"The fewest network evaluations whose MAE on every terrain is within {TOLERANCE:.0%} of the MAE at "
+             f"NFE {REFERENCE_NFE} (stored in each metrics.json; `piff predict` uses it when --nfe is omitted).", "",
+             "| experiment | default NFE | " + " | ".join(f"MAE {t} (cm) at it / at reference" for t in TERRAINS) + " |",
+             "|---|---:|" + "---:|" * len(TERRAINS)]
+    for m in chosen:
+        c = m["default_nfe"]
+        cells = [m["experiment"], str(c["nfe"])]
+        for t in TERRAINS:
+            at, ref = c["mae_m"].get(t), c["reference_mae_m"].get(t)
+            cells.append("n/a" if at is None else f"{100 * at:.2f} / {100 * ref:.2f} (NFE {c['reference_nfe']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(metrics_paths, out_csv, out_md) -> pd.DataFrame:
     """Read the experiments' metrics.json files and write the comparison CSV and Markdown."""
     metrics = read_metrics(metrics_paths)
     table = summary_table(metrics)
     atomic_write_text(out_csv, table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out_md, markdown(table) + "\n" + anatomy_markdown(metrics))
+    atomic_write_text(out_md, markdown(table) + "\n" + default_nfe_markdown(metrics) + "\n" + anatomy_markdown(metrics))
     return table
 
 

@@ -480,4 +480,4 @@ def summary(ds: xr.Dataset, threshold_m: float = 0.3) -> str:
     k, i, j = np.unravel_index(int(np.nanargmax(depth)), depth.shape)
     return (f"flooded area (> {threshold_m:g} m) {area_km2[k_area]:.3f} km2 at hour {hours[k_area]:g} (its peak); "
             f"peak depth {depth[k, i, j]:.2f} m at x={float(ds['x'][j]):.1f}, y={float(ds['y'][i]):.1f}, "
-            f"hour {hours[k]:g}; {ds.attrs['wall_time_s']:.1f} s")
+            f"hour {hours[k]:g}; NFE {ds.attrs['nfe']}; {ds.attrs['wall_time_s']:.1f} s")
