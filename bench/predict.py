@@ -1,123 +1,151 @@
-"""Latency of operational prediction (``piff predict``) against the solver it replaces.
+"""Operational prediction (``piff predict``) against the solver it replaces: speed and skill side by side.
 
-Case: a 256x256 synthetic lowland at 20 m (26 km2, PIFF's domain size), a 24-h SCS type II
-storm of 150 mm, free outflow on every edge. The model is an *untrained* ``tiny`` network
-built for 64x64 maps via ``piff.training.objective.Objective`` (latency does not depend on the
-weights), so the DEM is covered by 64x64 tiles (overlap 0.25: 5 x 5 = 25 tiles per hour).
-Measured with :func:`piff.inference.predict.predict_maps` (prior + tiled sampling + blending,
-no file I/O), Euler, one member:
+Case, for each size n in --sizes (default 128, 256, 512 cells square): a synthetic Tainan-like
+lowland DEM of n x n cells at 20 m that no model was trained on (seed 100 + n), a 24-h SCS type II
+storm of 150 mm, the sea on the left edge (the demo datasets' boundary rule), float32.
 
-* one hour (hour 12) and all 24 hours, at NFE 1, 5 and 10;
-* the SPM prior alone (fill-and-spill of the whole DEM + lookup for 24 hours);
-* the local-inertial solver (``piff.hydro.solver.simulate``, ``compile=True`` when it works)
-  on the same DEM and storm, and the speed-up solver / prediction for the 24-h event.
+* solver: ``piff.hydro.solver.simulate`` on the fast path (compile=True, eager fallback), the same
+  torch threads as the model; its compile warm-up is not timed. Its hourly depths are the truth.
+* model: the trained ``--model`` (default ``results/phy/model.pt``, the main job's `phy`) through
+  :func:`piff.inference.predict.predict_maps` (prior + network, whole-domain when it fits, no file
+  I/O), Euler, one member, at each NFE in --nfe plus the model's measured default NFE
+  (``piff.evaluation.default_nfe``): one map (hour 12; median of --repeats) and all 24 hourly maps
+  in one call (one run), after one untimed warm-up call per size.
+* skill at the same setting: MAE and pooled CSI@0.1 of the 24 maps against the solver on this
+  unseen DEM, and the held-out MAE / pooled CSI@0.1 of the model on the demo test set at that NFE
+  (seen and unseen terrain, from ``metrics.json`` beside the model), so speed never hides a loss of skill.
 
-Usage: python bench/predict.py [--quick] [--threads N] [--batch-size N]
-``--quick``: a 64x64 DEM (one tile), NFE 1 and 2, one repeat, eager solver (a smoke test).
-Writes the "predict" section of docs/benchmarks.md via bench/_report.py.
+Speed-up = solver wall time for the 24-h event / model wall time (one map; all 24 maps). Targets
+(issue 14, 2-core CPU, 256 x 256, the default NFE): >= 100x for one map, >= 10x for 24 maps, and a
+ratio that does not fall from 256 to 512.
+
+    python bench/predict.py                                  # ~10 min on 2 cores; writes docs/benchmarks.md
+    python bench/predict.py --sizes 64 --nfe 1 --repeats 1 --no-write   # smoke test, < 1 min
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import median_time as _median_time  # noqa: E402
-from _report import write_section
+from _report import median_time, write_section  # noqa: E402
 
+from piff.data.preprocess import boundary_string  # noqa: E402
+from piff.evaluation import default_nfe  # noqa: E402
+from piff.hydro import metrics as M  # noqa: E402
 from piff.hydro.solver import simulate  # noqa: E402
 from piff.hydro.storms import hyetograph  # noqa: E402
 from piff.hydro.terrain import synthetic_lowland  # noqa: E402
 from piff.inference import predict as P  # noqa: E402
-from piff.model import Normaliser  # noqa: E402
-from piff.model.trained import TrainedModel
-from piff.training.config import ExperimentConfig  # noqa: E402
-from piff.training.objective import Objective  # noqa: E402
+from piff.model.trained import load_trained  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 DX = 20.0
-TRAIN_GRID = (64, 64)
+HOURS = list(range(1, 25))
+STORM = ("scs_type2", 150.0)
+# the demo datasets' rule for synthetic terrain: the sea (stage 0 m) along the sea edge, walls elsewhere
+BOUNDARY = boundary_string({"terrain": {"source": "synthetic", "count": 1, "sea_edge": "left"}, "sea_level_m": 0.0}, 0)
+CSI_M = 0.1
 
 
-def untrained_model(preset: str) -> TrainedModel:
-    """A TrainedModel with random weights and plausible normalisation (lowland, metres)."""
-    cfg = ExperimentConfig(model=preset)
-    norm = Normaliser(elevation_mean=2.0, elevation_std=1.0, depth_scale=0.5)
-    obj = Objective(cfg, normaliser_state=norm.state_dict())
-    obj.model.eval()
-    meta = {"cell_size_m": DX, "grid_shape": list(TRAIN_GRID), "train_config": cfg.to_dict(),
-            "fingerprint": "untrained-benchmark", "step": 0}
-    return TrainedModel(obj.model, obj.bridge, obj.normaliser, "piff", meta, Path(f"untrained-{preset}"))
+def solver_run(terrain, rain) -> tuple[float, str, np.ndarray]:
+    """(wall s of the 24-h event after a compile warm-up, how it ran, hourly depth (24, n, n) [m])."""
+    def run():
+        return simulate(terrain.elevation, DX, rain, boundaries=BOUNDARY, compile=True)
+
+    run()  # compilation (and one event) not timed
+    t0 = time.perf_counter()
+    res = run()
+    wall = time.perf_counter() - t0
+    return wall, "compiled", res.depth[0, 1:]
 
 
-def median_time(fn, repeats: int) -> float:
-    return _median_time(fn, repeats, warmup=False)
+def skill(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(mean per-map MAE [m], pooled CSI at CSI_M) of (24, n, n) maps."""
+    mae = float(np.mean([M.mae(p, t) for p, t in zip(pred, truth)]))
+    sums = {k: v.sum() for k, v in M.pooled_sums(pred, truth, thresholds=(CSI_M,)).items()}
+    return mae, float(M.pooled_scores(sums, thresholds=(CSI_M,))[f"csi_pooled@{CSI_M:g}"])
 
 
-def solver_time(terrain, rain, compile_: bool) -> tuple[float, str]:
-    """Wall time of the 24-h solver run (after one compile warm-up) and how it ran."""
-    def run(c):
-        return simulate(terrain.elevation, DX, rain, boundaries=P.DEFAULT_BOUNDARY, compile=c)
-
-    if compile_:
-        try:
-            run(True)  # compilation, not timed
-            return median_time(lambda: run(True), 1), "torch.compile"
-        except Exception as err:  # noqa: BLE001 - any compile failure falls back to eager
-            print(f"compile failed ({type(err).__name__}); timing eager", flush=True)
-    return median_time(lambda: run(False), 1), "eager"
+def held_out(model_path: Path) -> dict:
+    """{nfe: {terrain: (MAE m, pooled CSI@0.1)}} of the demo test set, from metrics.json beside the model."""
+    try:
+        data = json.loads(model_path.with_name(default_nfe.METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(n): {t: (g["all"]["mae"], g["all"].get(f"csi_pooled@{CSI_M:g}")) for t, g in by_t.items()}
+            for n, by_t in data["metrics"].items()}
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="64x64 DEM, NFE 1 and 2, one repeat, eager solver")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    ap.add_argument("--batch-size", type=int, default=16, help="maps per network call (default 16)")
-    ap.add_argument("--preset", default="tiny", help="model preset (default tiny)")
+    ap.add_argument("--model", type=Path, default=REPO / "results" / "phy" / "model.pt")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
+    ap.add_argument("--nfe", type=int, nargs="+", default=[1, 2, 5, 10])
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the one-map time (median)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for both (default: torch's)")
+    ap.add_argument("--no-write", action="store_true", help="print only; docs/benchmarks.md untouched")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    size, nfes, repeats = (64, (1, 2), 1) if args.quick else (256, (1, 5, 10), 3)
-    terrain = synthetic_lowland(size, DX, seed=0)
-    rain = hyetograph("scs_type2", 150.0, 24)
-    model = untrained_model(args.preset)
-    all_hours = list(range(1, 25))
-    n_tiles = len(P.tiling.tile_windows(terrain.shape, TRAIN_GRID, P.DEFAULT_OVERLAP))
+    trained = load_trained(args.model)
+    chosen = default_nfe.recorded(args.model, str(trained.meta.get("fingerprint", "")))
+    nfes = sorted(set(args.nfe) | ({chosen} if chosen else set()))
+    scores = held_out(args.model)
+    rain = hyetograph(*STORM, 24)
 
-    def predict(hours, nfe):
-        return P.predict_maps(model, terrain, rain, hours, nfe=nfe, sampler="euler", batch_size=args.batch_size)
+    rows, ratios = [], {}
+    for n in args.sizes:
+        terrain = synthetic_lowland(n, DX, seed=100 + n, sea_edge="left")
+        solver_s, how, truth = solver_run(terrain, rain)
+        print(f"{n}x{n}: solver ({how}) {solver_s:.1f} s for 24 h", flush=True)
 
-    predict([12], 1)  # warm-up: allocator, oneDNN kernel choice
-    rows = []
-    prior_s = median_time(lambda: P.prior_maps(terrain, rain, all_hours), repeats)
-    rows.append(f"| SPM prior (fill-and-spill + lookup), 24 h | {prior_s * 1e3:.0f} ms | |")
-    print(rows[-1], flush=True)
-    day, hour = {}, {}
-    for nfe in nfes:
-        one = hour[nfe] = median_time(lambda n=nfe: predict([12], n), repeats)
-        day[nfe] = median_time(lambda n=nfe: predict(all_hours, n), 1)
-        rows.append(f"| predict, NFE {nfe}, 1 hour | {one:.2f} s | |")
-        rows.append(f"| predict, NFE {nfe}, 24 hours | {day[nfe]:.1f} s | {day[nfe] / 24:.2f} s / map |")
-        print(*rows[-2:], sep="\n", flush=True)
-    solver_s, how = solver_time(terrain, rain, compile_=not args.quick)
-    rows.append(f"| solver ({how}), 24 hours | {solver_s:.1f} s | |")
-    print(rows[-1], flush=True)
-    speedups = ", ".join(f"NFE {n}: {solver_s / day[n]:.1f}x" for n in nfes)
-    per_map = ", ".join(f"NFE {n}: {solver_s / hour[n]:.0f}x" for n in nfes)
-    body = (f"CPU, {torch.get_num_threads()} torch threads, float32. {size}x{size} DEM at {DX:g} m, 24-h SCS II "
-            f"storm of 150 mm; untrained `{args.preset}` model for {TRAIN_GRID[0]}x{TRAIN_GRID[1]} maps, "
-            f"{n_tiles} tiles per hour (overlap {P.DEFAULT_OVERLAP}), batch {args.batch_size}, Euler, one member. "
-            f"1-hour times: median of {repeats}; 24-hour times: one run"
-            f"{' (--quick: smoke test)' if args.quick else ''}. Prediction times include the SPM prior.\n\n"
-            "| what | wall time | per map |\n|---|---|---|\n" + "\n".join(rows)
-            + f"\n\nSpeed-up, solver time for the 24-h event / model time for one map (the issue's measure; "
-              f"target >= 100x on a CPU): {per_map}. For all 24 maps of the event: {speedups}.")
-    write_section(f"predict-{args.preset}", f"Operational prediction ({args.preset} preset): latency vs the solver",
-                  body)
+        def predict(hours, nfe, terrain=terrain):
+            return P.predict_maps(trained, terrain, rain, hours, nfe=nfe, sampler="euler", boundary=BOUNDARY)
+
+        plan = predict([12], 1).attrs["inference"]  # warm-up: allocator, oneDNN kernel choice
+        for nfe in nfes:
+            one = median_time(lambda k=nfe: predict([12], k), args.repeats, warmup=False)
+            t0 = time.perf_counter()
+            day = predict(HOURS, nfe)
+            day_s = time.perf_counter() - t0
+            mae, csi = skill(day["depth_mean"].values, truth)
+            ratios[n, nfe] = (solver_s / one, solver_s / day_s)
+            demo = scores.get(nfe, {})
+            held = " / ".join(f"{100 * demo[t][0]:.2f} cm, {demo[t][1]:.3f}" if t in demo else "n/a"
+                              for t in ("seen", "unseen"))
+            mark = " (default)" if nfe == chosen else ""
+            rows.append(f"| {n}x{n} | {nfe}{mark} | {plan} | {solver_s:.1f} s | {one:.3f} s | {day_s:.2f} s | "
+                        f"{ratios[n, nfe][0]:.0f}x | {ratios[n, nfe][1]:.1f}x | {100 * mae:.2f} cm, {csi:.3f} | "
+                        f"{held} |")
+            print(rows[-1], flush=True)
+
+    device = f"CPU, {torch.get_num_threads()} torch threads"
+    model_name = args.model.relative_to(REPO) if args.model.is_relative_to(REPO) else args.model
+    body = (
+        f"{device}, float32, for the solver and the model alike. Model: `{model_name}` "
+        f"(kind {trained.kind}, step {trained.meta.get('step')}, trained on {trained.meta['grid_shape'][0]}x"
+        f"{trained.meta['grid_shape'][1]} maps; measured default NFE {chosen or 'none recorded'}). "
+        f"Case: a synthetic lowland of n x n cells at {DX:g} m never trained on (seed 100 + n), a 24-h "
+        f"{STORM[0]} storm of {STORM[1]:g} mm, sea on the left edge. Solver: compiled fast path, compile "
+        f"not timed, one event. One map: hour 12, median of {args.repeats}; 24 maps: one call. Prediction "
+        "times include the prior. Skill here: MAE and pooled CSI@0.1 of the 24 predicted maps against the "
+        "solver on this DEM; held-out: the model's demo test set at that NFE (metrics.json), seen / unseen terrain.\n\n"
+        "| DEM | NFE | inference | solver, 24 h | model, 1 map | model, 24 maps | speed-up, 1 map | "
+        "speed-up, 24 maps | skill here (MAE, CSI@0.1) | held-out seen / unseen (MAE, CSI@0.1) |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(rows)
+        + "\n\nTargets (issue 14): at 256x256 and the default NFE, >= 100x for one map and >= 10x for all 24 "
+          "maps; the ratio at 512x512 no lower than at 256x256.")
+    if not args.no_write:
+        write_section("predict-trained", "Operational prediction with the trained `phy` model: speed and skill "
+                      "against the solver", body)
 
 
 if __name__ == "__main__":

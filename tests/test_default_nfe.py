@@ -7,9 +7,9 @@ import json
 
 import pytest
 import xarray as xr
+from test_predict import files, model_path, run_cli, trained  # noqa: F401 (fixtures)
 
 from piff.evaluation import default_nfe
-from test_predict import files, model_path, run_cli, trained  # noqa: F401 (fixtures)
 
 
 def test_the_fewest_nfe_within_3_percent_on_every_terrain():

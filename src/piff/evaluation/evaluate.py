@@ -25,8 +25,8 @@ import xarray as xr
 from piff.atomic import atomic_write_text
 from piff.data import format as fmt
 from piff.errors import PiffInputError
-from piff.hydro import metrics as M
 from piff.evaluation import default_nfe
+from piff.hydro import metrics as M
 from piff.hydro.continuity import water_balance_residual_m
 from piff.units import MM_PER_M
 

@@ -136,7 +136,8 @@ def default_nfe_markdown(metrics: list[dict]) -> str:
     lines = ["## Default NFE of piff predict", "",
              f"The fewest network evaluations whose MAE on every terrain is within {TOLERANCE:.0%} of the MAE at "
              f"NFE {REFERENCE_NFE} (stored in each metrics.json; `piff predict` uses it when --nfe is omitted).", "",
-             "| experiment | default NFE | " + " | ".join(f"MAE {t} (cm) at it / at reference" for t in TERRAINS) + " |",
+             "| experiment | default NFE | " + " | ".join(f"MAE {t} (cm), at it / at reference" for t in TERRAINS)
+             + " |",
              "|---|---:|" + "---:|" * len(TERRAINS)]
     for m in chosen:
         c = m["default_nfe"]
