@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
+
 from piff.yaml_files import load_yaml  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -59,10 +60,13 @@ def main() -> None:
         command = f"python bench/main_job.py --cores {a.cores}"
     else:
         run, wall = a.from_run, a.wall_seconds
-        command = (f"/usr/bin/time snakemake --cores {a.cores} "
-                   f"(then python bench/main_job.py --from-run . --wall-seconds {wall:.0f})")
+        command = (f"/usr/bin/time snakemake --cores {a.cores}  # in a clean clone RUN; then: "
+                   f"python bench/main_job.py --from-run RUN --wall-seconds {wall:.0f}")
     stages = stage_seconds(run)
     summary = (run / "results" / "summary.md").read_text()
+    hours = json.loads((run / "results" / "phy" / "metrics.json").read_text())["hours"]
+    nfe_choice = summary.split("## Default NFE of piff predict", 1)[1].split("## ", 1)[0].strip() \
+        if "## Default NFE of piff predict" in summary else ""
     tables = {t: summary.split(f"## {t} terrain, storm group: all", 1)[1].split("## ", 1)[0].strip()
               for t in ("Seen", "Unseen") if f"## {t} terrain, storm group: all" in summary}
     body = (f"Whole main job (`snakemake --cores {a.cores}` on `config/config.yaml`, from an empty `data/` and "
@@ -70,9 +74,11 @@ def main() -> None:
             "Job time per rule, summed over its jobs (s): "
             + ", ".join(f"{k} {v:.0f}" for k, v in sorted(stages.items())) + ".\n\n"
             "Test maps: the held-out storms (real-like shapes, and the 180 mm total of the uniform and design "
-            "shapes) at hours 2, 4, ..., 24, on the training DEMs (seen terrain) and on the held-out DEMs "
+            f"shapes) at hours {', '.join(map(str, hours))}, on the training DEMs (seen terrain) and on the "
+            "held-out DEMs "
             "(unseen terrain); `maps` column = their count. Storm group `all`:\n\n"
             + "\n\n".join(f"**{t} terrain**\n\n{table}" for t, table in tables.items())
+            + (f"\n\n**Default NFE of piff predict**\n\n{nfe_choice}" if nfe_choice else "")
             + "\n\nPer-group tables and the error anatomy: `results/summary.md` of the run.")
     print(body)
     write_section("main-job", "Main job: demo config, all experiments and baselines", body, command=command)
