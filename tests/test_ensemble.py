@@ -292,3 +292,25 @@ def test_cli_refuses_a_bad_member(model_path, tmp_path, capsys):
                  "--out", str(tmp_path / "f.nc")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "members of different lengths" in err and str(rain) in err
+
+
+# ----------------------------------------------------------------------------- the verification
+def test_solver_ensemble_of_a_perfect_forecast_is_the_truth(tiny_dataset, tmp_path):
+    """With no forecast error every member is the real storm: the solver ensemble (the simulate
+    rule's entry point, the dataset's settings) reproduces the dataset's depth and scores 0."""
+    from piff import cf
+    from piff.evaluation import ensemble_runs as R
+
+    cfg = {"n_storms": 1, "dems": [1], "members": 2, "seed": 0,
+           "error_model": {"sigma_log": 0.0, "rho": 0.0, "max_shift_h": 0}}
+    rain = cf.write_netcdf(R.rain_members_dataset(tiny_dataset, cfg), tmp_path / "rain.nc")
+    r = xr.load_dataset(rain)
+    np.testing.assert_allclose(r["rainfall_member"].values[0, 0], r["rainfall"].values[0], rtol=1e-6)
+    hours = [2, 6]
+    solver = cf.write_netcdf(R.solver_members(tiny_dataset, rain, hours), tmp_path / "solver.nc")
+    s = xr.load_dataset(solver)
+    truth = xr.load_dataset(tiny_dataset)["depth"].sel(dem=[1], storm=r["storm"].values, time=hours).values
+    np.testing.assert_allclose(s["depth"].values[:, :, 0], truth, atol=1e-4)
+    assert (s["wall_time"].values > 0).all()
+    scores = R.summarize(tiny_dataset, {R.SOLVER: solver})["summary"]
+    assert scores["crps_m"].iloc[0] < 1e-4 and scores["brier_0.1"].iloc[0] == 0.0

@@ -353,3 +353,33 @@ def plot_spread_skill(spread_skill: pd.DataFrame, path) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+
+
+def write_summary(dataset_path, member_files: dict, outputs) -> dict:
+    """:func:`summarize`, then write ``outputs`` (csv, md, reliability_csv, spread_skill_csv,
+    crps_map, reliability, spread_skill: the ensemble_summary rule's named outputs)."""
+    from piff.atomic import atomic_path
+
+    result = summarize(dataset_path, member_files)
+    for key in ("summary", "reliability", "spread_skill"):
+        path = {"summary": outputs.csv, "reliability": outputs.reliability_csv,
+                "spread_skill": outputs.spread_skill_csv}[key]
+        with atomic_path(path, suffix=".csv") as tmp:
+            result[key].to_csv(tmp, index=False, float_format="%.6g")
+    cf.write_netcdf(result["crps_map"], outputs.crps_map, nan_fill=("crps",))
+    plot_reliability(result["reliability"], outputs.reliability)
+    plot_spread_skill(result["spread_skill"], outputs.spread_skill)
+    s = result["summary"]
+    first = s.iloc[0]
+    text = ("# Ensemble verification\n\n"
+            f"{int(first['storms'])} held-out storms x {int(s[s.terrain == 'all']['dems'].iloc[0])} DEMs x "
+            f"{int(first['hours'])} hours, {int(first['rain_members'])} rainfall-forecast members per storm; "
+            "truth: the solver on the real storm. CRPS and MAE of the ensemble mean in metres; BSS against the "
+            "training-storm climatology; reliability gap: largest |observed - forecast| over the probability "
+            "bins with >= 1 % of the cases; spread-skill ratio 1 = calibrated; wall_s: all ensembles, "
+            "speed-up: the solver ensemble's wall time / this one's (docs/ensemble.md).\n\n"
+            + summary_markdown(s)
+            + "\n![reliability](ensemble/figures/reliability.png)\n![spread-skill](ensemble/figures/spread_skill.png)\n")
+    with atomic_path(outputs.md, suffix=".md") as tmp:
+        tmp.write_text(text)
+    return result
