@@ -379,7 +379,8 @@ def write_summary(dataset_path, member_files: dict, outputs) -> dict:
             "bins with >= 1 % of the cases; spread-skill ratio 1 = calibrated; wall_s: all ensembles, "
             "speed-up: the solver ensemble's wall time / this one's (docs/ensemble.md).\n\n"
             + summary_markdown(s)
-            + "\n![reliability](ensemble/figures/reliability.png)\n![spread-skill](ensemble/figures/spread_skill.png)\n")
+            + "\n![reliability](ensemble/figures/reliability.png)\n"
+            + "![spread-skill](ensemble/figures/spread_skill.png)\n")
     with atomic_path(outputs.md, suffix=".md") as tmp:
         tmp.write_text(text)
     return result
