@@ -200,7 +200,10 @@ class _MapSampler:
     * stochastic sampler, C = 2 + K: the members' mean, mean of squares and, for each of the K
       thresholds, the fraction of members deeper than it. These are linear in the mixture, so
       blending them gives the mixture's moments and probabilities;
-    * deterministic, C = 1: the depth map.
+    * deterministic, C = 1: the depth map;
+    * ``keep_maps`` (rainfall ensembles, :mod:`piff.inference.ensemble`), C = members: every map.
+
+    ``keys`` (one tuple of integers per group) replace the hours in the maps' seeds.
     """
 
     def __init__(self, trained, rain, hours, *, nfe, sampler, members, stochastic, seed, device, maps_per_call,
