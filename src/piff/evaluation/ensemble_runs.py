@@ -381,6 +381,6 @@ def write_summary(dataset_path, member_files: dict, outputs) -> dict:
             + summary_markdown(s)
             + "\n![reliability](ensemble/figures/reliability.png)\n"
             + "![spread-skill](ensemble/figures/spread_skill.png)\n")
-    with atomic_path(outputs.md, suffix=".md") as tmp:
-        tmp.write_text(text)
+    with atomic_path(outputs.md, suffix=".md") as tmp, open(tmp, "w") as fh:
+        fh.write(text)
     return result
