@@ -3,6 +3,7 @@
 #   snakemake --cores 2                          # everything on config/config.yaml
 #   snakemake --cores 8 results/phy/samples.nc   # one experiment's predictions
 #   snakemake --cores 8 --forcerun train results/phy/model.pt   # retrain from step 0
+#   snakemake --cores 2 results/ensemble_summary.csv  # ensemble verification (separate target)
 #
 # Stages: preprocess (terrain, storms, solver ground truth, SPM) -> train -> sample -> evaluate.
 import os
@@ -31,6 +32,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ensemble.smk"
 
 
 wildcard_constraints:

@@ -32,7 +32,8 @@ def test_default_profile_runs_locally():
 def test_every_rule_has_a_log_and_heavy_rules_a_benchmark():
     text = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     rules = re.split(r"\nrule ", text)[1:]
-    heavy = {"simulate", "coarse_prior", "spm", "assemble", "train", "sample", "evaluate"}
+    heavy = {"simulate", "coarse_prior", "spm", "assemble", "train", "sample", "evaluate", "ensemble_solver",
+             "ensemble", "ensemble_summary"}
     for body in rules:
         name = body.split(":", 1)[0]
         assert "\n    log:" in body, f"rule {name} has no log"

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from piff.choices import TRAINED_KINDS
+from piff.choices import SAMPLERS, TRAINED_KINDS
 from piff.data.preprocess import dem_count, dem_splits
 from piff.errors import PiffInputError
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
@@ -175,3 +175,53 @@ def sample_options(wildcards):
 
 def model_option(wildcards, input):
     return f"--model {input.model}" if "model" in input.keys() else ""
+
+
+# ----------------------------------------------------------------------------- ensemble verification
+ENSEMBLE = config["ensemble"]
+
+
+def _ensemble_experiments():
+    """The trained experiments the ensemble target scores; checked before any job runs."""
+    name = ENSEMBLE["dataset"]
+    if name is None:
+        return []
+    where = "config: ensemble"
+    if name not in config["datasets"]:
+        raise ValueError(f"{where}.dataset = {name!r} is not a configured dataset "
+                         f"(datasets: {', '.join(sorted(config['datasets']))})")
+    ds = config["datasets"][name]
+    if "terrain" not in ds:
+        raise ValueError(f"{where}.dataset = {name!r}: the ensemble needs a simulated dataset (the solver runs "
+                         "on the rainfall members)")
+    trained = [e for e in EXPERIMENTS
+               if config["experiments"][e]["type"] in TRAINED_KINDS and config["experiments"][e]["dataset"] == name]
+    chosen = trained if ENSEMBLE["experiments"] is None else ENSEMBLE["experiments"]
+    for e in chosen:
+        if e not in trained:
+            raise ValueError(f"{where}.experiments: {e!r} is not a trained experiment on dataset {name!r} "
+                             f"(those are: {', '.join(trained) or 'none'})")
+    if ENSEMBLE["sampler"] not in SAMPLERS:
+        raise ValueError(f"{where}.sampler = {ENSEMBLE['sampler']!r} is not one of {', '.join(SAMPLERS)}")
+    hours = ds["storms"]["hours"]
+    if max(ENSEMBLE["hours"]) > hours:
+        raise ValueError(f"{where}.hours: hour {max(ENSEMBLE['hours'])} is beyond the {hours}-h storms of {name!r}")
+    bad = [d for d in (ENSEMBLE["dems"] or []) if d >= n_dems(name)]
+    if bad:
+        raise ValueError(f"{where}.dems: {bad} are not DEMs of {name!r} (0..{n_dems(name) - 1})")
+    return chosen
+
+
+ENSEMBLE_EXPERIMENTS = _ensemble_experiments()
+
+
+def ensemble_dataset(wildcards):
+    if ENSEMBLE["dataset"] is None:
+        raise ValueError("config: ensemble.dataset is not set: name the dataset whose held-out storms the "
+                         "ensemble target forecasts (docs/ensemble.md)")
+    return dataset_file(ENSEMBLE["dataset"])
+
+
+def ensemble_options(keys):
+    """The ensemble settings a rule depends on (sorted JSON params)."""
+    return as_json({k: ENSEMBLE[k] for k in keys})

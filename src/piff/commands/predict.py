@@ -5,7 +5,10 @@
 
 Writes CF netCDF (``depth_mean``, ``depth_std``, ``p_exceed`` per threshold, the prior used;
 see :func:`piff.inference.predict.predict_maps`), or, for exactly one hour, a GeoTIFF of the
-mean depth (``--out flood.tif``) on the DEM's grid. A thin wrapper: reading and checking
+mean depth (``--out flood.tif``) on the DEM's grid. A rainfall file with several members (an
+NWP or nowcast ensemble) gives a probabilistic forecast: every member x ``--members`` bridge
+samples, batched, with quantiles, exceedance and arrival-time products
+(:func:`piff.inference.ensemble.ensemble_products`, docs/ensemble.md). A thin wrapper: reading and checking
 files here, everything else in ``piff.inference.predict``.
 """
 
@@ -28,10 +31,12 @@ def add_arguments(parser) -> None:
                         help="DEM in a projected CRS (GeoTIFF, netCDF or .npy); nodata cells stay nodata")
     parser.add_argument("--dx", type=positive_float, default=None, metavar="M",
                         help="cell size in metres, for DEM files that carry none (.npy)")
-    parser.add_argument("--rain", required=True, metavar="CSV",
-                        help="hourly forecast: hour,mm_per_h csv or a PIFF scenario csv (time + inflow_<id>)")
+    parser.add_argument("--rain", required=True, metavar="CSV|NC",
+                        help="hourly forecast: hour,mm_per_h csv, or a rainfall ensemble: a PIFF csv (time + one "
+                             "inflow_<id> column per member), member,hour,mm_per_h rows, or a netCDF rainfall "
+                             "(member, time) in mm h-1")
     parser.add_argument("--scenario", type=int, default=None, metavar="ID",
-                        help="scenario id (inflow_<id>) in a multi-scenario rainfall file")
+                        help="predict only this inflow_<id> column of a PIFF csv (default: every column, an ensemble)")
     parser.add_argument("--hours", default=None, metavar="LIST",
                         help="hours to predict, e.g. 1-24 or 6,12,18 (default: every hour of the forecast)")
     parser.add_argument("--nfe", type=int, default=None, metavar="N",
@@ -41,7 +46,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sampler", default=None, choices=SAMPLERS,
                         help="default: the sampler the model was configured with")
     parser.add_argument("--members", type=int, default=16, metavar="N",
-                        help="ensemble members with the stochastic sampler euler_maruyama (default 16)")
+                        help="bridge samples per rainfall member with the stochastic sampler euler_maruyama "
+                             "(default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
     parser.add_argument("--device", type=torch_device, default="auto",
                         help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
@@ -68,7 +74,9 @@ def add_arguments(parser) -> None:
                         help="coarsening of the coarse dynamic prior, for models trained with prior coarse (default 4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--out", required=True, metavar="OUT.nc|OUT.tif",
-                        help="netCDF output, or a GeoTIFF of the mean depth when exactly one hour is predicted")
+                        help="netCDF output, or a GeoTIFF: the mean depth when exactly one hour is predicted; for a "
+                             "rainfall ensemble, bands of the horizon products (max depth, P(ever > threshold), "
+                             "arrival time) and, for one hour, that hour's mean, quantiles and probabilities")
 
 
 def run(args) -> int:
@@ -78,7 +86,7 @@ def run(args) -> int:
     from piff.data.outputs import write_prediction_geotiff, write_prediction_netcdf
     from piff.evaluation import default_nfe
     from piff.hydro.boundary import parse_boundaries
-    from piff.hydro.storms import read_rainfall
+    from piff.hydro.storms import RainMembers, read_rainfall, read_rainfall_members
     from piff.hydro.terrain import read_dem, resample_terrain
     from piff.inference import predict as P
     from piff.model.trained import load_trained, resolve_device
@@ -95,10 +103,16 @@ def run(args) -> int:
     # every input is read and checked before the model runs
     terrain = read_dem(args.dem, dx=args.dx)
     P.check_projected(terrain, args.dem)
-    rain = read_rainfall(args.rain, scenario=args.scenario)
-    hours = P.parse_hours(args.hours, len(rain))
-    P.check_rain(rain, hours, args.rain)
-    if geotiff and len(hours) != 1:
+    if args.scenario is not None:
+        members = RainMembers((str(args.scenario),), read_rainfall(args.rain, scenario=args.scenario)[None])
+    else:
+        members = read_rainfall_members(args.rain)
+    rain = members.rain[0]
+    hours = P.parse_hours(args.hours, members.rain.shape[1])
+    for m, r in zip(members.ids, members.rain):
+        P.check_rain(r, hours, args.rain if len(members) == 1 else f"{args.rain} (member {m})")
+    ensemble = len(members) > 1
+    if geotiff and len(hours) != 1 and not ensemble:
         raise PiffInputError(out, f"a GeoTIFF holds one map; {len(hours)} hours were requested "
                                   "(use --hours H, or a .nc output)")
     trained = load_trained(args.model, device=resolve_device(args.device))
@@ -113,9 +127,13 @@ def run(args) -> int:
     if args.match_elevation:
         offset = trained.normaliser.elevation_mean - float(np.nanmean(terrain.elevation))
     sampler = args.sampler or trained.experiment.get("sampler", "euler")
-    nfe = args.nfe or default_nfe.recorded(args.model, str(trained.meta.get("fingerprint", ""))) \
+    # the NFE measured for this model by the workflow, unless --nfe says otherwise
+    args.nfe = args.nfe or default_nfe.recorded(args.model, str(trained.meta.get("fingerprint", ""))) \
         or default_nfe.FALLBACK_NFE
-    ds = P.predict_maps(trained, terrain, rain, hours, nfe=nfe, sampler=sampler, members=args.members,
+    if ensemble:
+        return _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out,
+                             geotiff, t0)
+    ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
                         elevation_offset_m=offset, progress=not args.no_progress, source=args.dem)
@@ -128,6 +146,33 @@ def run(args) -> int:
         write_prediction_netcdf(ds, out)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0  # the whole command, files included
     print(f"{out}: {P.summary(ds)}")
+    return 0
+
+
+def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out, geotiff,
+                  t0) -> int:
+    """Every rain member x ``--members`` bridge samples, batched (piff.inference.ensemble)."""
+    from piff.data.outputs import ensemble_dataset, write_ensemble_geotiff, write_prediction_netcdf
+    from piff.inference import ensemble as E
+    from piff.inference import predict as P
+
+    maps, info = E.predict_members(trained, terrain, members.rain, hours, samples=args.members, nfe=args.nfe,
+                                   sampler=sampler, seed=args.seed, device=args.device, batch_size=args.batch_size,
+                                   boundary=boundary, overlap=args.overlap, tile=args.tile,
+                                   coarse_factor=args.coarse_factor, elevation_offset_m=offset,
+                                   progress=not args.no_progress, source=args.dem)
+    products = E.ensemble_products(maps.reshape((-1,) + maps.shape[2:]), hours)
+    ds = ensemble_dataset(terrain, hours, members.rain, members.ids, products, P.THRESHOLDS_M, E.QUANTILES)
+    ds.attrs.update(info)
+    ds.attrs.update({"dem": str(args.dem), "dem_cell_size_m": float(native_dx), "rainfall_file": str(args.rain),
+                     "resampled": int(terrain.dx != native_dx)})
+    if geotiff:
+        write_ensemble_geotiff(ds, terrain, out)
+    else:
+        write_prediction_netcdf(ds, out)
+    ds.attrs["wall_time_s"] = time.perf_counter() - t0
+    print(f"{out}: {len(members)} rain members x {info['bridge_samples_per_member']} bridge samples; "
+          f"{P.summary(ds)}")
     return 0
 
 

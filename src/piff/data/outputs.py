@@ -177,3 +177,86 @@ def write_prediction_geotiff(ds: xr.Dataset, terrain, path) -> Path:
         dst.update_tags(1, units="m")
         dst.update_tags(**{k: str(v) for k, v in ds.attrs.items()})
     return path
+
+
+# ----------------------------------------------------------------------------- piff predict, rainfall ensembles
+def ensemble_dataset(terrain, hours, rain_members, member_ids, products: dict, thresholds, quantiles) -> xr.Dataset:
+    """The forecast products of a rainfall ensemble (``piff predict`` with several rain members;
+    ``products`` from :func:`piff.inference.ensemble.ensemble_products`): per hour the ensemble
+    mean, standard deviation, quantiles and exceedance probabilities; over the horizon the
+    maximum depth (mean and quantiles over the members), the probability of ever exceeding each
+    threshold and the expected arrival time; and the rain members."""
+    ny, nx = terrain.shape
+    coords = cf.grid_coords(ny, nx, terrain.geotransform())
+    coords["time"] = cf.time_coord(np.asarray(hours, np.float64))
+    coords["threshold"] = ("threshold", np.asarray(thresholds, np.float32), {"long_name": "depth threshold",
+                                                                              "units": "m"})
+    coords["quantile"] = ("quantile", np.asarray(quantiles, np.float32), {
+        "long_name": "probability level of the ensemble quantile", "units": "1"})
+    rain = np.asarray(rain_members, np.float32)
+    coords["member"] = ("member", [str(m) for m in member_ids], {"long_name": "rainfall forecast member"})
+    coords["hour"] = ("hour", np.arange(1, rain.shape[1] + 1, dtype=np.float64), {
+        "units": "h", "long_name": "end of the forecast hour (rainfall interval (k-1, k])"})
+    point = {"cell_methods": "time: point"}
+    horizon = {"cell_methods": "time: maximum", "horizon_hours": f"{min(hours)}-{max(hours)}"}
+    long_names = {
+        "depth_mean": ("ensemble mean of the predicted water depth", "m", point),
+        "depth_std": ("ensemble standard deviation of the predicted water depth", "m", point),
+        "depth_quantile": ("ensemble quantile of the predicted water depth", "m", point),
+        "p_exceed": ("probability that the water depth exceeds the threshold", "1", point),
+        "max_depth_mean": ("ensemble mean of each member's maximum water depth over the horizon", "m", horizon),
+        "max_depth_quantile": ("ensemble quantile of the members' maximum water depth over the horizon", "m",
+                               horizon),
+        "p_ever_exceed": ("probability that the water depth exceeds the threshold at some hour of the horizon", "1",
+                          horizon),
+        "arrival_time": ("expected hour of first exceedance of the threshold, over the members that exceed it "
+                         "(NaN where none does)", "h", {"cell_methods": "time: minimum"}),
+    }
+    dims = {"depth_mean": ("time",), "depth_std": ("time",), "depth_quantile": ("time", "quantile"),
+            "p_exceed": ("time", "threshold"), "max_depth_mean": (), "max_depth_quantile": ("quantile",),
+            "p_ever_exceed": ("threshold",), "arrival_time": ("threshold",)}
+    data = {k: (dims[k] + ("y", "x"), np.asarray(products[k], np.float32),
+                {"long_name": long_names[k][0], "units": long_names[k][1], **long_names[k][2]}) for k in dims}
+    data["elevation"] = _elevation(terrain.elevation)
+    data["rainfall_member"] = (("member", "hour"), rain, {
+        "long_name": f"rainfall intensity of each forecast member over the {INTERVAL}", "units": "mm h-1"})
+    ds = xr.Dataset(data, coords=coords, attrs=_global_attrs("piff probabilistic flood forecast", "predict"))
+    cf.add_crs(ds, terrain.crs, terrain.geotransform())
+    return ds
+
+
+def ensemble_bands(ds: xr.Dataset) -> list[tuple[str, np.ndarray]]:
+    """(description, map) of the GeoTIFF bands of an ensemble forecast: over the horizon the mean
+    maximum depth, P(ever > threshold) and the arrival time per threshold; for a single hour also
+    that hour's mean, quantiles and P(> threshold)."""
+    bands = [("max_depth_mean (m)", ds["max_depth_mean"].values)]
+    for k, t in enumerate(ds["threshold"].values):
+        bands.append((f"p_ever_exceed {t:g} m (1)", ds["p_ever_exceed"].values[k]))
+    for k, t in enumerate(ds["threshold"].values):
+        bands.append((f"arrival_time {t:g} m (h)", ds["arrival_time"].values[k]))
+    if ds.sizes["time"] == 1:
+        h = int(ds["time"].values[0])
+        bands.append((f"depth_mean at hour {h} (m)", ds["depth_mean"].values[0]))
+        for k, q in enumerate(ds["quantile"].values):
+            bands.append((f"depth_quantile {q:g} at hour {h} (m)", ds["depth_quantile"].values[0, k]))
+        for k, t in enumerate(ds["threshold"].values):
+            bands.append((f"p_exceed {t:g} m at hour {h} (1)", ds["p_exceed"].values[0, k]))
+    return bands
+
+
+def write_ensemble_geotiff(ds: xr.Dataset, terrain, path) -> Path:
+    """The bands of :func:`ensemble_bands` as one float32 GeoTIFF (DEM's CRS and transform, NaN
+    nodata, each band described); atomic."""
+    import rasterio
+
+    path = Path(path)
+    bands = ensemble_bands(ds)
+    ny, nx = terrain.shape
+    profile = dict(driver="GTiff", width=nx, height=ny, count=len(bands), dtype="float32", nodata=np.nan,
+                   transform=rasterio.Affine(*terrain.geotransform()), crs=terrain.crs, compress="deflate")
+    with atomic_path(path, suffix=path.suffix) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for i, (name, values) in enumerate(bands, start=1):
+            dst.write(np.asarray(values, np.float32), i)
+            dst.set_band_description(i, name)
+        dst.update_tags(**{k: str(v) for k, v in ds.attrs.items()})
+    return path

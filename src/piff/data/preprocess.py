@@ -196,11 +196,24 @@ def storm_batches(n_storms: int, cells: int, batch_cells: int = BATCH_CELLS) -> 
     return [b + [b[-1]] * (size - len(b)) for b in batches]
 
 
+def solve(terrain, rain_mm_per_h, solver_cfg: dict, boundaries: str, progress=False):
+    """One batched solver call with a dataset's solver settings: ``rain_mm_per_h`` (S, T) hourly
+    intensities on ``terrain``; returns the :class:`piff.hydro.solver.SimulationResult`. The
+    simulate rule and the solver ensemble of the ensemble verification both run the solver here."""
+    from piff.hydro import solver as solver_mod
+
+    scfg = solver_cfg
+    return solver_mod.simulate(
+        terrain.elevation, terrain.dx, np.asarray(rain_mm_per_h), manning=float(scfg.get("manning", 0.03)),
+        boundaries=boundaries, infiltration_mm_per_h=scfg.get("infiltration_mm_per_h") or None,
+        dtype=_dtype(scfg.get("dtype", "float32")), alpha=float(scfg.get("alpha", 0.5)),
+        theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
+        nodata_mask=terrain.nodata_mask, progress=progress)
+
+
 def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem: int, progress=False) -> xr.Dataset:
     """Run the solver for DEM number ``dem`` (file ``dem_path``) and one chunk of storms; returns
     depth, vx, vy, fluxes, loss."""
-    from piff.hydro import solver as solver_mod
-
     ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     boundaries = boundary_string(dataset_cfg, dem)
@@ -212,12 +225,7 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem:
     for batch in storm_batches(n, ter.elevation.size):
         rain = storms["rainfall"].values[batch, 1:]
         t0 = time.perf_counter()
-        res = solver_mod.simulate(
-            ter.elevation, ter.dx, rain, manning=float(scfg.get("manning", 0.03)), boundaries=boundaries,
-            infiltration_mm_per_h=scfg.get("infiltration_mm_per_h") or None,
-            dtype=_dtype(scfg.get("dtype", "float32")), alpha=float(scfg.get("alpha", 0.5)),
-            theta=float(scfg.get("theta", 0.8)), compile=bool(scfg.get("compile", False)),
-            nodata_mask=ter.nodata_mask, progress=progress)
+        res = solve(ter, rain, scfg, boundaries, progress=progress)
         seconds = (time.perf_counter() - t0) / len(set(batch))  # the call's time, shared by its storms
         for j, i in enumerate(batch):
             if wall[i] is not None:

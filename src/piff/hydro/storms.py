@@ -433,6 +433,150 @@ def read_rainfall(path, scenario: int | None = None) -> np.ndarray:
     return table[int(scenario)]
 
 
+MEMBER_LAYOUTS = ("PIFF's 'time,inflow_<id>,...' (one member per column)", "'member,hour,mm_per_h' rows",
+                  "a netCDF file with a rainfall variable (member, time) in mm h-1",
+                  "any single-series layout of read_rainfall (one member)")
+_MM_PER_H_UNITS = ("mm h-1", "mm/h", "mm h**-1", "mm hr-1", "mm/hr")
+
+
+@dataclass(frozen=True)
+class RainMembers:
+    """A rainfall forecast ensemble: ``rain[m]`` is member ``ids[m]``'s (T,) hourly intensities
+    [mm/h], every member over the same T hours."""
+
+    ids: tuple[str, ...]
+    rain: np.ndarray  # (M, T) mm/h
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_rainfall_members(path) -> RainMembers:
+    """Every member of a rainfall forecast ensemble (:data:`MEMBER_LAYOUTS`); a single-series
+    file is a one-member ensemble. Members must cover the same hours, and no member may be
+    empty; each intensity is checked as in :func:`read_rainfall` (finite, >= 0, <= MAX_MM_PER_H)."""
+    path = Path(path)
+    if path.suffix.lower() in (".nc", ".nc4", ".cdf", ".netcdf"):
+        return _read_members_netcdf(path)
+    rows = _read_rows(path)
+    header = [c.lower() for c in rows[0]]
+    if any(_inflow_id(c) is not None for c in rows[0]):
+        _check_member_columns(path, rows)
+        table = read_scenario_csv(path)
+        return RainMembers(tuple(f"inflow_{k:02d}" for k in table), np.stack(list(table.values())))
+    if header == ["member", "hour", "mm_per_h"]:
+        return _read_members_long(path, rows)
+    return RainMembers(("1",), read_hyetograph(path)[None])
+
+
+def _check_member_columns(path, rows: list[list[str]]) -> None:
+    """A PIFF column that is blank throughout is an empty member; one whose values stop before
+    the last row is a shorter member (the per-cell checks would only call it a missing value)."""
+    header = rows[0]
+    lengths = {}
+    for j, name in enumerate(header):
+        if _inflow_id(name) is None:
+            continue
+        filled = [i for i, r in enumerate(rows[1:]) if j < len(r) and r[j] != ""]
+        if rows[1:] and not filled:
+            raise PiffInputError(path, f"member {name} is empty (no rainfall values)")
+        if filled and filled == list(range(filled[-1] + 1)):
+            lengths[name] = len(filled)
+    if len(set(lengths.values())) > 1:
+        longest = max(lengths.values())
+        short = next(n for n, k in lengths.items() if k < longest)
+        raise PiffInputError(path, f"members of different lengths: {short} has {lengths[short]} hours, "
+                                   f"others {longest}; every member must cover the same hours")
+
+
+def _read_members_long(path, rows: list[list[str]]) -> RainMembers:
+    """``member,hour,mm_per_h`` rows; a member's rows count its hours 1..N (rows of different
+    members may interleave)."""
+    hours: dict[str, list[str]] = {}
+    values: dict[str, list[tuple[str, int]]] = {}
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != 3:
+            raise PiffInputError(path, f"row {i} has {len(row)} columns; expected 3 (member, hour, mm_per_h)")
+        member = row[0]
+        if member == "":
+            raise PiffInputError(path, f"row {i}: the member column is blank")
+        hours.setdefault(member, []).append(row[1])
+        values.setdefault(member, []).append((row[2], i))
+    if not hours:
+        raise PiffInputError(path, "no data rows")
+    for member, cells in values.items():
+        if all(text == "" for text, _ in cells):
+            raise PiffInputError(path, f"member {member} is empty (no rainfall values)")
+    lengths = {m: len(v) for m, v in values.items()}
+    if len(set(lengths.values())) > 1:
+        longest = max(lengths.values())
+        short = next(m for m, k in lengths.items() if k < longest)
+        raise PiffInputError(path, f"members of different lengths: member {short} has {lengths[short]} hours, "
+                                   f"others {longest}; every member must cover the same hours")
+    rain = []
+    for member, cells in values.items():
+        for k, (text, row) in enumerate(zip(hours[member], (r for _, r in cells))):
+            if not _is_number(text) or float(text) != k + 1:
+                raise PiffInputError(path, f"row {row}: member {member} has hour {text!r} where {k + 1} was expected "
+                                           "(each member's hours count 1, 2, ... in steps of 1)")
+        rain.append([_value(path, text, row, f"mm_per_h (member {member})") for text, row in cells])
+    return RainMembers(tuple(values), np.asarray(rain, np.float64))
+
+
+def _read_members_netcdf(path: Path) -> RainMembers:
+    """A netCDF variable with dims (member, time) in mm/h: ``rainfall`` or the only variable with
+    a ``member`` dim. ``time`` counts the hours 1..T, or 0..T with 0 at time 0 (the dataset's
+    interval convention, docs/architecture.md). NaN after a member's last hour makes it shorter."""
+    import xarray as xr
+
+    try:
+        ds = xr.open_dataset(path)
+    except Exception as err:  # netCDF4 raises OSError, ValueError, RuntimeError ...
+        raise PiffInputError(path, f"not a readable netCDF file ({type(err).__name__}: {err})") from err
+    with ds:
+        names = [n for n, v in ds.data_vars.items() if "member" in v.dims]
+        name = "rainfall" if "rainfall" in names else names[0] if len(names) == 1 else None
+        if name is None:
+            raise PiffInputError(path, "expected a variable 'rainfall' (member, time) in mm h-1; variables with a "
+                                       f"member dimension: {', '.join(names) or 'none'}")
+        da = ds[name]
+        if da.ndim != 2 or da.dims[0] != "member":
+            raise PiffInputError(path, f"variable {name} must have dims (member, time), got {da.dims}")
+        units = str(da.attrs.get("units", ""))
+        if units not in _MM_PER_H_UNITS:
+            raise PiffInputError(path, f"variable {name} has units {units!r}; expected mm h-1")
+        try:
+            rain = np.asarray(da.values, np.float64)
+        except (TypeError, ValueError):
+            raise PiffInputError(path, f"variable {name} is not numeric ({da.dtype})") from None
+        tdim = da.dims[1]
+        hours = np.asarray(ds[tdim].values, np.float64) if tdim in ds.coords else np.arange(1, rain.shape[1] + 1.0)
+        ids = tuple(str(v) for v in (ds["member"].values if "member" in ds.coords else range(1, rain.shape[0] + 1)))
+    if rain.shape[1] and hours[0] == 0:  # the stored interval convention: time 0 holds no rain
+        if np.nan_to_num(rain[:, 0]).any():
+            raise PiffInputError(path, f"{tdim} 0 must hold 0 mm/h (the interval ending at the storm start)")
+        rain, hours = rain[:, 1:], hours[1:]
+    if not np.array_equal(hours, np.arange(1, len(hours) + 1)):
+        raise PiffInputError(path, f"{tdim} must count the hours 1..T (or 0..T) in steps of 1")
+    if rain.shape[0] == 0 or rain.shape[1] == 0:
+        raise PiffInputError(path, f"variable {name} has no members or no hours")
+    finite = ~np.isnan(rain)
+    lengths = np.where(finite.any(axis=1), finite.shape[1] - np.argmax(finite[:, ::-1], axis=1), 0)
+    for m in range(len(ids)):
+        if lengths[m] == 0:
+            raise PiffInputError(path, f"member {ids[m]} is empty (no rainfall values)")
+    if len(set(lengths.tolist())) > 1:
+        m = int(np.argmin(lengths))
+        raise PiffInputError(path, f"members of different lengths: member {ids[m]} has {lengths[m]} hours, others "
+                                   f"{lengths.max()}; every member must cover the same hours")
+    for m, k in zip(*np.nonzero(~np.isfinite(rain) | (rain < 0) | (rain > MAX_MM_PER_H))):
+        v = rain[m, k]
+        problem = ("is not finite" if not np.isfinite(v) else f"is negative ({v:g} mm/h)" if v < 0
+                   else f"is above {MAX_MM_PER_H:g} mm/h: check the units")
+        raise PiffInputError(path, f"member {ids[m]}, hour {k + 1}: rainfall {problem}")
+    return RainMembers(ids, rain)
+
+
 def write_scenario_csv(storms: list[Storm], path) -> Path:
     """Write storms in PIFF's format: ``time`` (hour ending, 1..T) and ``inflow_<id>`` columns
     (ids zero-padded to 2 digits), atomically."""

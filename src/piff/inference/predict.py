@@ -200,23 +200,31 @@ class _MapSampler:
     * stochastic sampler, C = 2 + K: the members' mean, mean of squares and, for each of the K
       thresholds, the fraction of members deeper than it. These are linear in the mixture, so
       blending them gives the mixture's moments and probabilities;
-    * deterministic, C = 1: the depth map.
+    * deterministic, C = 1: the depth map;
+    * ``keep_maps`` (rainfall ensembles, :mod:`piff.inference.ensemble`), C = members: every map.
+
+    ``keys`` (one tuple of integers per group) replace the hours in the maps' seeds.
     """
 
     def __init__(self, trained, rain, hours, *, nfe, sampler, members, stochastic, seed, device, maps_per_call,
-                 thresholds, progress=None):
+                 thresholds, progress=None, keys=None, keep_maps=False):
         self.trained, self.nfe, self.sampler, self.members = trained, nfe, sampler, members
         self.rain = torch.as_tensor(np.asarray(rain), dtype=torch.float32, device=device)
         self.hours, self.stochastic, self.seed, self.device = list(hours), stochastic, seed, device
         self.maps_per_call, self.progress = maps_per_call, progress
         self.thresholds = np.asarray(thresholds, np.float64)
         self.windows_done = 0  # index of the next batch's first window (the tiling passes them in order)
+        # what seeds a group's maps besides (seed, member, window): its hour, or for rainfall
+        # ensembles (piff.inference.ensemble) the rain member's key
+        self.keys = [(int(h),) for h in self.hours] if keys is None else [tuple(int(v) for v in k) for k in keys]
+        # keep_maps: return every member's map (B, G, members, th, tw) instead of the statistics
+        self.keep_maps = keep_maps
 
     def __call__(self, batch: dict) -> np.ndarray:
         n_win, n_hours = batch["prior"].shape[:2]
         z = torch.as_tensor(batch["elevation"], dtype=torch.float32, device=self.device)
         p = torch.as_tensor(batch["prior"], dtype=torch.float32, device=self.device)
-        n_channels = 2 + len(self.thresholds) if self.stochastic else 1
+        n_channels = self.members if self.keep_maps else 2 + len(self.thresholds) if self.stochastic else 1
         stats = np.zeros((n_win, n_hours, n_channels) + z.shape[-2:], np.float64)
         n_maps = n_win * n_hours * self.members
         for lo in range(0, n_maps, self.maps_per_call):
@@ -227,8 +235,12 @@ class _MapSampler:
                                        generator=self._generators(win, hour, member))
             # a (window, hour)'s members arrive in order however the maps are split into calls, so
             # its sums do not depend on the split
-            for i, moments in enumerate(self._moments(out[:, 0].double().cpu().numpy())):
-                stats[win[i], hour[i]] += moments
+            depth = out[:, 0].double().cpu().numpy()
+            if self.keep_maps:
+                stats[win, hour, member] = depth
+            else:
+                for i, moments in enumerate(self._moments(depth)):
+                    stats[win[i], hour[i]] += moments
             if self.progress is not None:
                 self.progress(len(win))
         self.windows_done += n_win
@@ -237,7 +249,7 @@ class _MapSampler:
     def _generators(self, win, hour, member) -> list[torch.Generator] | None:
         if not self.stochastic:
             return None
-        return [_map_generator(self.seed, self.hours[h], k, self.windows_done + w, self.device)
+        return [_map_generator(self.seed, self.keys[h], k, self.windows_done + w, self.device)
                 for w, h, k in zip(win, hour, member)]
 
     def _moments(self, depth: np.ndarray) -> np.ndarray:
@@ -248,10 +260,11 @@ class _MapSampler:
         return np.concatenate([d, d ** 2, d > self.thresholds[:, None, None]], axis=1) / self.members
 
 
-def _map_generator(seed: int, hour: int, member: int, window: int, device) -> torch.Generator:
+def _map_generator(seed: int, key, member: int, window: int, device) -> torch.Generator:
     """The generator of one map: its samples do not depend on which other maps are predicted in
-    the same run or batched with it."""
-    state = int(np.random.SeedSequence([int(seed), int(hour), int(member), int(window)]).generate_state(1)[0])
+    the same run or batched with it. ``key``: the hour, or a tuple of integers (its group's key)."""
+    key = tuple(int(k) for k in np.atleast_1d(key))
+    state = int(np.random.SeedSequence([int(seed), *key, int(member), int(window)]).generate_state(1)[0])
     return torch.Generator(device=device).manual_seed(state)
 
 

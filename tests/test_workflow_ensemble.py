@@ -1,0 +1,68 @@
+"""The ensemble target end to end: a tiny dataset, a tiny bridge and U-Net trained through
+Snakemake, rainfall members, the solver and model ensembles, and the scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from workflow_utils import TINY_DATASET, jobs_run, snakemake, write_config
+
+from piff.evaluation import ensemble as S
+
+pytestmark = pytest.mark.slow
+
+TRAIN = {"dataset": "tiny", "model": "tiny", "steps": 4, "ckpt_every": 4, "batch_size": 4, "microbatch": 4,
+         "log_every": 2, "warmup_steps": 1, "nfe": [1]}
+ENSEMBLE = {"dataset": "tiny", "n_storms": 1, "dems": [0, 1], "members": 3, "samples": 2, "nfe": 2, "hours": [4, 8],
+            "threads": 1, "error_model": {"sigma_log": 0.4, "rho": 0.5, "max_shift_h": 1}}
+
+
+def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_path):
+    config = {"datasets": {"tiny": TINY_DATASET},
+              "experiments": {"bridge": TRAIN, "unet": {**TRAIN, "type": "regression"},
+                              "spm": {"dataset": "tiny", "type": "spm"}},
+              "ensemble": ENSEMBLE}
+    cfg = write_config(tmp_path, config)
+    plan = jobs_run(snakemake(tmp_path, "-n", configfile=cfg))
+    assert not any(rule.startswith("ensemble") for rule in plan)  # not part of the default target
+    jobs = jobs_run(snakemake(tmp_path, "results/ensemble_summary.csv", configfile=cfg))
+    assert jobs["ensemble"] == 2 and jobs["ensemble_solver"] == 1 and jobs["ensemble_rain"] == 1
+
+    summary = pd.read_csv(tmp_path / "results" / "ensemble_summary.csv")
+    every = summary[summary.terrain == "all"].set_index("system")
+    assert set(every.index) == {"solver", "bridge", "unet"}  # trained experiments only, plus the reference
+    assert every.loc["solver", "members"] == 3 and every.loc["unet", "members"] == 3
+    assert every.loc["bridge", "members"] == 6  # 3 rain members x 2 bridge samples
+    assert every.loc["solver", "crps_vs_solver"] == 1.0
+    assert (every["wall_s"] > 0).all() and np.isfinite(every["speedup_vs_solver"]).all()
+    for col in ("crps_m", "brier_0.1", "bss_0.1", "brier_0.3", "spread_skill_ratio"):
+        assert every[col].notna().all(), col
+
+    # the table's CRPS is the CRPS of the members file against the dataset's truth
+    ds = xr.load_dataset(tmp_path / "data" / "tiny" / "dataset.nc")
+    solver = xr.load_dataset(tmp_path / "results" / "ensemble" / "solver" / "members.nc")
+    truth = ds["depth"].sel(dem=solver["dem"].values, storm=solver["storm"].values, time=solver["time"].values)
+    crps = S.crps(truth.values, np.moveaxis(solver["depth"].values, 2, 0)).mean()
+    assert every.loc["solver", "crps_m"] == pytest.approx(crps, rel=1e-4)
+    rain = xr.load_dataset(tmp_path / "results" / "ensemble" / "rain_members.nc")
+    assert rain.sizes["member"] == 3 and not np.allclose(rain["rainfall_member"][0, 0], rain["rainfall"][0])
+
+    reliability = pd.read_csv(tmp_path / "results" / "ensemble" / "reliability.csv")
+    for (system, t), g in reliability.groupby(["system", "threshold_m"]):
+        assert g["count"].sum() == every.loc[system, "cases"], (system, t)
+    assert (tmp_path / "results" / "ensemble" / "figures" / "reliability.png").stat().st_size > 0
+    assert (tmp_path / "results" / "ensemble" / "figures" / "spread_skill.png").stat().st_size > 0
+    assert "| solver |" in (tmp_path / "results" / "ensemble_summary.md").read_text()
+    crps_map = xr.load_dataset(tmp_path / "results" / "ensemble" / "crps_map.nc")
+    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 3
+
+
+def test_ensemble_config_is_checked_before_any_job(tmp_path):
+    config = {"datasets": {"tiny": TINY_DATASET}, "experiments": {"spm": {"dataset": "tiny", "type": "spm"}},
+              "ensemble": {**ENSEMBLE, "experiments": ["spm"]}}
+    out = snakemake(tmp_path, "-n", "results/ensemble_summary.csv", configfile=write_config(tmp_path, config),
+                    check=False)
+    assert out.returncode != 0
+    assert "config: ensemble.experiments: 'spm' is not a trained experiment" in out.stdout + out.stderr
