@@ -7,7 +7,7 @@ import json
 
 import pytest
 import xarray as xr
-from test_predict import files, model_path, run_cli, trained  # noqa: F401 (fixtures)
+from test_predict import files, run_cli  # noqa: F401 (files: a fixture)
 
 from piff.evaluation import default_nfe
 

@@ -4,11 +4,6 @@ and the ensemble rule end to end."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import rasterio
@@ -209,27 +204,7 @@ def test_ensemble_products_on_a_hand_made_ensemble():
     assert np.isnan(dry["arrival_time"]).all() and (dry["p_ever_exceed"] == 0).all()
 
 
-# ----------------------------------------------------------------------------- a trained tiny model
-@pytest.fixture(scope="module")
-def model_path(tiny_dataset, tmp_path_factory):
-    """A real model.pt: 4 optimiser steps on the 16x16 tiny dataset (~10 s)."""
-    work = tmp_path_factory.mktemp("ensemble_model")
-    hparams = {"steps": 4, "batch_size": 4, "microbatch": 4, "ckpt_every": 4, "log_every": 4, "warmup_steps": 1,
-               "seed": 1}
-    cmd = [sys.executable, "-m", "piff.training", "--hparams", json.dumps(hparams), "--dataset", str(tiny_dataset),
-           "--workdir", str(work), "--out", str(work / "model.pt"), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return work / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def trained(model_path):
-    from piff.model.trained import load_trained
-
-    return load_trained(model_path)
-
-
+# ----------------------------------------------------------------------------- a trained tiny model (conftest.py)
 @pytest.mark.parametrize("tile", [None, 16])
 def test_batched_members_equal_members_run_one_by_one(trained, tile):
     ter = synthetic_lowland(24, 20.0, seed=5)

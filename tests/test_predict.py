@@ -3,11 +3,6 @@ ensembles and input errors, with a real model trained for a few steps on the tin
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import rasterio
@@ -25,27 +20,7 @@ ORIGIN = (168000.0, 2545000.0)  # top-left corner in TWD97 metres (near Tainan)
 RAIN = [5.0, 10.0, 30.0, 50.0, 20.0, 5.0]  # mm/h, a 6-hour forecast
 
 
-# ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def model_path(tiny_dataset, tmp_path_factory):
-    """A real model.pt: 4 optimiser steps on the 16x16, 20 m tiny dataset (~10 s)."""
-    work = tmp_path_factory.mktemp("predict_model")
-    hparams = {"steps": 4, "batch_size": 4, "microbatch": 4, "ckpt_every": 4, "log_every": 4, "warmup_steps": 1,
-               "seed": 1}
-    cmd = [sys.executable, "-m", "piff.training", "--hparams", json.dumps(hparams), "--dataset", str(tiny_dataset),
-           "--workdir", str(work), "--out", str(work / "model.pt"), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return work / "model.pt"
-
-
-@pytest.fixture(scope="module")
-def trained(model_path):
-    from piff.model.trained import load_trained
-
-    return load_trained(model_path)
-
-
+# -------------------------------------------------------------- fixtures (model_path, trained: conftest.py)
 def georeferenced(size, seed=7, dx=20.0, crs=TWD97, nodata_box=None) -> Terrain:
     """A synthetic lowland DEM placed in TWD97, optionally with a nodata rectangle."""
     t = synthetic_lowland(size, dx, seed=seed)
