@@ -151,7 +151,9 @@ def train(cfg: ExperimentConfig, dataset_path, workdir, out_path, *, device: str
                           normaliser_state=None if state is None else state["normaliser"], device=d.device)
     seed = cfg.seed + 7919 * d.rank  # then different noise on every rank, reproducibly
     torch.manual_seed(seed), np.random.seed(seed % 2**32), random.seed(seed)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    # on the training device: torch.rand/randn on a GPU refuse a CPU generator (the CPU stream,
+    # and so every CPU result, is unchanged)
+    generator = torch.Generator(device=d.device).manual_seed(seed)
     optimizer = objective.optimizer()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     step, history = 0, []
