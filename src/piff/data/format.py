@@ -22,7 +22,7 @@ import numpy as np
 import xarray as xr
 
 from piff import __version__, cf
-from piff.cf import CONVENTIONS, write_netcdf  # noqa: F401  (re-exported: the dataset writer)
+from piff.cf import CONVENTIONS  # noqa: F401  (re-exported)
 from piff.errors import PiffInputError
 
 FORMAT_VERSION = "1"
@@ -141,6 +141,13 @@ def add_variable(ds: xr.Dataset, name: str, values, coords: dict | None = None) 
         attrs["cell_methods"] = "time: mean (interval: 1 h, ending at time)" if name in ("vx", "vy", "rainfall") \
             else "time: sum (interval: 1 h, ending at time)"
     ds[name] = xr.DataArray(values, dims=dims, coords=coords or {}, attrs=attrs)
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """The writer of piff's own files (datasets, their per-job chunks, samples): the CF layout
+    and atomic write of :func:`piff.cf.write_netcdf`, compressed with the fast codec
+    (:data:`piff.cf.FAST`) because these files are large and only piff reads them."""
+    return cf.write_netcdf(ds, path, codec=cf.FAST)
 
 
 def open_dataset(path: str | os.PathLike, *, require=REQUIRED, load: bool = False) -> xr.Dataset:
