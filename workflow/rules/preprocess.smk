@@ -8,6 +8,7 @@ rule terrain:
         "data/{dataset}/terrain/dem_{dem}.nc",
     params:
         terrain=lambda w: as_json(dataset_config(w)["terrain"]),
+    priority: 30  # gates the solver runs (see rule storms)
     log:
         "data/{dataset}/logs/terrain/dem_{dem}.log",
     wildcard_constraints:
@@ -26,9 +27,9 @@ rule storms:
         storms=lambda w: as_json(dataset_config(w)["storms"]),
         split=lambda w: as_json(dataset_config(w)["split"]),
     # Priorities order the ready jobs longest-first, so on a few cores the short jobs fill the
-    # gaps instead of delaying the solver runs: the storm table gates every simulate job, the
-    # solver runs are the longest, the coarse prior next, SPM tables last (1-2 s each).
-    # Demo build on 2 cores: the SPM tables had run before the storm table, 5 s of idle start.
+    # gaps instead of delaying the solver runs: the DEMs and the storm table gate every simulate
+    # job, the solver runs are the longest, the coarse prior next, SPM tables last (1-2 s each).
+    # Priorities do not pass to a job's inputs, so the gating rules need their own.
     priority: 30
     log:
         "data/{dataset}/logs/storms.log",
