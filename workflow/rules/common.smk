@@ -82,24 +82,18 @@ def dem_files(wildcards):
     return [f"data/{wildcards.dataset}/terrain/dem_{d:03d}.nc" for d in range(n_dems(wildcards.dataset))]
 
 
-def chunk_files(kind):
-    """Per DEM, the chunk files of one kind ('sim' or 'prior') in chunk order (nested list)."""
-
-    def files(wildcards):
-        ds = wildcards.dataset
-        return [
-            f"data/{ds}/{kind}/dem_{d:03d}_chunk_{c:03d}.nc"
-            for d in range(n_dems(ds))
-            for c in range(n_chunks(ds))
-        ]
-
-    return files
+def sim_files(wildcards):
+    """Per DEM, its simulation chunk files in chunk order (flat, DEM-major)."""
+    ds = wildcards.dataset
+    return [f"data/{ds}/sim/dem_{d:03d}_chunk_{c:03d}.nc" for d in range(n_dems(ds)) for c in range(n_chunks(ds))]
 
 
 def prior_files(wildcards):
-    if not config["datasets"][wildcards.dataset]["coarse_prior"]["enabled"]:
+    """The coarse-prior chunk files (every DEM in each) in chunk order; none when disabled."""
+    ds = wildcards.dataset
+    if not config["datasets"][ds]["coarse_prior"]["enabled"]:
         return []
-    return chunk_files("prior")(wildcards)
+    return [f"data/{ds}/prior/chunk_{c:03d}.nc" for c in range(n_chunks(ds))]
 
 
 def spm_files(wildcards):

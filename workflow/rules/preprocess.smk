@@ -67,19 +67,21 @@ rule simulate:
 
 
 rule coarse_prior:
+    # every DEM of one chunk of storms in one job: on its small grid the prior costs its fixed
+    # overheads (imports, compiling the step) more than its cells (piff.data.preprocess)
     input:
-        dem="data/{dataset}/terrain/dem_{dem}.nc",
+        dems=dem_files,
         storms="data/{dataset}/storms.nc",
     output:
-        "data/{dataset}/prior/dem_{dem}_chunk_{chunk}.nc",
+        "data/{dataset}/prior/chunk_{chunk}.nc",
     params:
         cfg=lambda w: as_json({**json.loads(simulation_params(w)), "coarse_prior": dataset_config(w)["coarse_prior"]}),
     threads: 1
     priority: 15
     log:
-        "data/{dataset}/logs/coarse_prior/dem_{dem}_chunk_{chunk}.log",
+        "data/{dataset}/logs/coarse_prior/chunk_{chunk}.log",
     benchmark:
-        "data/{dataset}/benchmarks/coarse_prior/dem_{dem}_chunk_{chunk}.tsv"
+        "data/{dataset}/benchmarks/coarse_prior/chunk_{chunk}.tsv"
     wildcard_constraints:
         dataset=alternatives(SIMULATED),
     conda:
@@ -111,7 +113,7 @@ rule assemble:
     input:
         dems=dem_files,
         storms="data/{dataset}/storms.nc",
-        sims=chunk_files("sim"),
+        sims=sim_files,
         spm=spm_files,
         priors=prior_files,
     output:

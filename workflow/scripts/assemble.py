@@ -15,6 +15,6 @@ with logs.to_file(snakemake.log[0]):
     check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     n = snakemake.params.n_chunks
     ds = preprocess.assemble(snakemake.input.dems, snakemake.input.storms, per_dem(snakemake.input.sims, n),
-                             snakemake.input.spm, per_dem(snakemake.input.priors, n),
+                             snakemake.input.spm, list(snakemake.input.priors),
                              json.loads(snakemake.params.cfg), snakemake.wildcards.dataset)
     fmt.write_netcdf(ds, snakemake.output[0])

@@ -246,30 +246,40 @@ def simulate_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem:
     return ds
 
 
-def coarse_prior_chunk(dem_path, storms_path, chunk: int, dataset_cfg: dict, *, dem: int) -> xr.Dataset:
-    """The coarse dynamic prior (solver on a coarser grid, downscaled) of DEM number ``dem`` for one
-    chunk of storms."""
+def coarse_prior_chunk(dem_paths, storms_path, chunk: int, dataset_cfg: dict) -> xr.Dataset:
+    """The coarse dynamic prior (solver on a coarser grid, downscaled) of every DEM for one
+    chunk of storms: ``prior_coarse`` (dem, storm, time, y, x), DEMs in ``dem_paths`` order.
+
+    Every DEM in one process, because on the coarse grid a run costs its fixed overheads more
+    than its cells: the demo's 16 x 16 prior took 9-20 s per DEM as one job each (2 s of
+    imports, loading or compiling the step, ~2 s of solving) and takes ~2 s per DEM here, where
+    DEMs with the same boundary layout reuse one compiled step (docs/hydrology.md, "Cost")."""
     from piff.hydro.spm import coarse_dynamic_prior
 
-    ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
     scfg = dataset_cfg.get("solver", {})
     factor = int(dataset_cfg.get("coarse_prior", {}).get("factor", 4))
     # All storms of the chunk in one batched run: on the coarse grid a step costs its per-step
     # overhead more than its cells, so one run of S storms costs about one storm's. A run of a few
-    # thousand steps is too short to repay compiling the whole interval loop (~8 s in every job):
+    # thousand steps is too short to repay compiling the whole interval loop (~8 s per layout):
     # the compiled step, which torch caches on disk, is cheaper here (docs/hydrology.md, "Cost").
     compile_ = "step" if scfg.get("compile", False) else False
-    t0 = time.perf_counter()
-    maps = coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[:, 1:],
-                                boundary_string(dataset_cfg, dem), factor=factor,
-                                manning=float(scfg.get("manning", 0.03)), alpha=float(scfg.get("alpha", 0.5)),
-                                theta=float(scfg.get("theta", 0.8)), compile=compile_, nodata_mask=ter.nodata_mask)
-    wall = np.full(storms.sizes["storm"], (time.perf_counter() - t0) / storms.sizes["storm"])  # per storm, shared
+    maps, walls = [], []
+    for dem, dem_path in enumerate(dem_paths):
+        ter, storms = _chunk_inputs(dem_path, storms_path, chunk, dataset_cfg)
+        t0 = time.perf_counter()
+        maps.append(coarse_dynamic_prior(ter.elevation, ter.dx, storms["rainfall"].values[:, 1:],
+                                         boundary_string(dataset_cfg, dem), factor=factor,
+                                         manning=float(scfg.get("manning", 0.03)),
+                                         alpha=float(scfg.get("alpha", 0.5)), theta=float(scfg.get("theta", 0.8)),
+                                         compile=compile_, nodata_mask=ter.nodata_mask))
+        seconds = time.perf_counter() - t0
+        walls.append(np.full(storms.sizes["storm"], seconds / storms.sizes["storm"]))  # per storm, shared
+        log.info("dem %s: coarse prior of %d storms in %.1f s", ter.name, storms.sizes["storm"], seconds)
     ny, nx = ter.elevation.shape
     ds = fmt.new_dataset(ny, nx, ter.dx, storms.sizes["time"] - 1)
     ds = ds.assign_coords(storm=storms["storm"])
-    fmt.add_variable(ds, "prior_coarse", np.asarray(maps)[None])
-    ds["prior_coarse_wall_time"] = xr.DataArray(np.array(wall, np.float32)[None], dims=("dem", "storm"),
+    fmt.add_variable(ds, "prior_coarse", np.stack([np.asarray(m) for m in maps]))
+    ds["prior_coarse_wall_time"] = xr.DataArray(np.array(walls, np.float32), dims=("dem", "storm"),
                                                 attrs={"units": "s", "long_name": "coarse prior wall time"})
     return ds
 
@@ -301,7 +311,8 @@ def build_spm(dem_path, dataset_cfg: dict, *, dem: int) -> xr.Dataset:
 def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_cfg: dict, name: str) -> xr.Dataset:
     """Join per-DEM terrain, the storm table, the simulation chunks and the SPM tables.
 
-    ``sim_paths[d]`` / ``prior_paths[d]`` list the chunk files of DEM ``d`` in chunk order.
+    ``sim_paths[d]`` lists the simulation chunk files of DEM ``d`` in chunk order; ``prior_paths``
+    the coarse-prior chunk files (every DEM in each) in chunk order.
     """
     from piff.hydro.terrain import read_dem
 
@@ -344,10 +355,14 @@ def assemble(dem_paths, storms_path, sim_paths, spm_paths, prior_paths, dataset_
     ds = ds.assign_coords(rain_bin=spm[0]["rain_bin"])
     fmt.add_variable(ds, "spm", np.concatenate([s["spm"].values for s in spm], axis=0))
     if prior_paths:
-        priors = [xr.concat([_load(p) for p in chunks], dim="storm") for chunks in prior_paths]
-        fmt.add_variable(ds, "prior_coarse", np.concatenate([p["prior_coarse"].values for p in priors], axis=0))
+        priors = xr.concat([_load(p) for p in prior_paths], dim="storm")
+        if priors.sizes["dem"] != len(terrains) or not np.array_equal(priors["storm"].values, storms["storm"].values):
+            raise PiffInputError(prior_paths[0], f"coarse-prior chunks hold {priors.sizes['dem']} DEMs and "
+                                                 f"{priors.sizes['storm']} storms, expected {len(terrains)} and "
+                                                 f"{storms.sizes['storm']} in order")
+        fmt.add_variable(ds, "prior_coarse", priors["prior_coarse"].values)
         ds["prior_coarse_wall_time"] = xr.DataArray(
-            np.concatenate([p["prior_coarse_wall_time"].values for p in priors], axis=0), dims=("dem", "storm"),
+            priors["prior_coarse_wall_time"].values, dims=("dem", "storm"),
             attrs={"units": "s", "long_name": "coarse dynamic prior wall time for the whole event"})
     check_dataset(ds, source=name)
     return ds
@@ -384,8 +399,8 @@ def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tin
             for i, d in enumerate(dems)]
     priors = []
     if cfg.get("coarse_prior", {}).get("enabled"):
-        priors = [[fmt.write_netcdf(coarse_prior_chunk(d, storms, c, cfg, dem=i), folder / f"prior_{i}_{c}.nc")
-                   for c in chunks] for i, d in enumerate(dems)]
+        priors = [fmt.write_netcdf(coarse_prior_chunk(dems, storms, c, cfg), folder / f"prior_{c}.nc")
+                  for c in chunks]
     spms = [fmt.write_netcdf(build_spm(d, cfg, dem=i), folder / f"spm_{i}.nc") for i, d in enumerate(dems)]
     return fmt.write_netcdf(assemble(dems, storms, sims, spms, priors, cfg, name), folder / "dataset.nc")
 
