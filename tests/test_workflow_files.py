@@ -47,10 +47,12 @@ def test_embedded_configs_plan_their_jobs(tmp_path):
     paper dataset's simulate jobs fanned out in chunks of storms."""
     main = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
     assert jobs_run(main)["simulate"] == 5 and jobs_run(main)["train"] == 3
+    assert jobs_run(main)["coarse_prior"] == 1  # one job per chunk of storms, every DEM in it
     paper = snakemake(tmp_path, "results/paper/samples.nc", "results/paper_unet/metrics.json", "-n", "--configfile",
                       str(REPO / "config" / "config.yaml"), str(REPO / "config" / "paper.yaml"))
     jobs = jobs_run(paper)
     assert jobs["train"] == 2 and jobs["simulate"] == 20 * 26  # 20 DEMs x 26 chunks of 7 storms
+    assert jobs["coarse_prior"] == 26
 
 
 def test_a_key_written_twice_in_a_config_file_is_an_error(tmp_path):
