@@ -145,6 +145,15 @@ def training_hparams(wildcards):
     return as_json({k: v for k, v in exp.items() if k not in RUN_ONLY_KEYS})
 
 
+def train_priority(wildcards):
+    """Trainings before samples (the longest jobs first, so on a few cores no training runs
+    alone at the end while the others' samples hold its core), and among trainings the
+    generative ones first: their samples (NFE x hours x maps) are the long ones, while a
+    regression's one-shot maps take seconds. Trained last, the U-Net's short sampling is what
+    runs alone at the end (main job: the last PIFF model's 2-min sampling had run alone)."""
+    return 10 if config["experiments"][wildcards.experiment]["type"] == "piff" else 9
+
+
 def run_options(wildcards, resources):
     exp = config["experiments"][wildcards.experiment]
     opts = f"--log-every {exp['log_every']} --keep-checkpoints {exp['keep_checkpoints']}"

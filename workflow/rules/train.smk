@@ -28,9 +28,7 @@ rule train:
         runtime=120,
         mem_mb=lambda w: 4000 * ranks_per_node(w),
     retries: 2
-    # trainings before samples: the longest jobs start first, so on a few cores no training
-    # runs alone at the end while the others' samples have taken its core (main job: -2.5 min)
-    priority: 10
+    priority: train_priority  # trainings first, generative ones before the regression (common.smk)
     log:
         "results/{experiment}/logs/train.log",
     benchmark:
