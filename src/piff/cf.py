@@ -91,9 +91,9 @@ def codec_available(codec: str) -> bool:
 
 def encoding_for(ds, nan_fill=(), codec: str = PORTABLE) -> dict:
     """Compressed with ``codec`` (zlib level 4 after the byte shuffle, or zstd level 1, to
-    which netCDF4-python applies no shuffle), one 2-D (y, x) field per chunk, no fill value on coordinates or data (float data are
-    float32 already); the variables named in ``nan_fill`` declare NaN as their fill value, so
-    GIS tools mask nodata cells."""
+    which netCDF4-python applies no shuffle), one 2-D (y, x) field per chunk, no fill value on
+    coordinates or data (float data are float32 already); the variables named in ``nan_fill``
+    declare NaN as their fill value, so GIS tools mask nodata cells."""
     if codec not in (PORTABLE, FAST):
         raise ValueError(f"codec must be {PORTABLE!r} or {FAST!r}, got {codec!r}")
     if not codec_available(codec):
