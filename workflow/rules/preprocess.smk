@@ -1,4 +1,5 @@
-# Stage 1: terrain -> storms -> simulate (one job per DEM x chunk of storms) -> SPM -> dataset.nc
+# Stage 1: terrain -> storms -> simulate (one job per DEM x chunk of storms), coarse prior (one job
+# per chunk, every DEM), SPM (one job per DEM) -> dataset.nc
 # Each rule's params hold only its own part of the dataset config (sorted JSON), so changing
 # one dataset parameter reruns only the jobs of that dataset that depend on it.
 
