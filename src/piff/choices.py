@@ -33,7 +33,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 
 # Network presets (the keys of piff.model.config.PRESETS, which holds their sizes; a test keeps
 # the two equal): named here so the torch-free experiment check can refuse an unknown one.
-MODEL_PRESETS = ("demo", "tiny", "paper")
+MODEL_PRESETS = ("demo", "fast", "tiny", "paper")
 
 # Config keys of files written by earlier piff versions -> today's names, so that old model.pt
 # files and checkpoints still load (ModelConfig and ExperimentConfig apply it).

@@ -81,6 +81,12 @@ PRESETS = {
     # demo experiments train in a few minutes on a 2-core laptop.
     "demo": ModelConfig(preset="demo", base_channels=16, norm_groups=16, head_channels=16, attention_ds=(8,),
                         rain_width=64),
+    # The demo network with half the channels at full and half resolution and twice at 1/8
+    # (8-16-32-64 instead of 16-32-32-64; ~1.05 M parameters): at 256 x 256 on 2 CPU threads one
+    # evaluation costs ~75 ms against the demo's ~120 ms (docs/benchmarks.md, "Where a map's time
+    # goes"), for `piff predict` where one map must come in well under a second.
+    "fast": ModelConfig(preset="fast", base_channels=8, channel_mult=(1, 2, 4, 8), norm_groups=8, head_channels=16,
+                        attention_ds=(8,), rain_width=64),
     # Paper scale: ~172 M parameters (U-Net 171.3 M + rainfall encoder 0.9 M; the paper says
     # ~174 M). Transformer width 512 = the channel width at 32x32 / 16x16; ff_mult 5 brings the
     # total to within ~1 % of the paper's count (ff_mult 4 would give ~163 M).
