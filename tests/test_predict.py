@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+import torch
 import xarray as xr
 from rasterio.crs import CRS
 
@@ -232,7 +233,8 @@ def test_whole_domain_agrees_with_tiles(trained):
     diff = np.abs(a - b)[:, valid]
     assert diff.max() <= 2e-4 * np.ptp(b[:, valid])
     assert diff.mean() <= 2e-3 * np.nanmean(np.abs(np.diff(b, axis=-1)))
-    assert trained.model.net.conv_in.weight.is_contiguous()  # channels_last was only for the run
+    # on the CPU the weights were converted to channels_last once, and stay so for the next call
+    assert trained.model.net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 RAIN_12H = RAIN + RAIN[::-1]
@@ -433,3 +435,22 @@ def test_model_file_of_the_first_release_still_loads_and_predicts_the_same(model
     new_maps = P.predict_maps(trained, terrain, RAIN, [2, 5], **kw)["depth_mean"].values
     old_maps = P.predict_maps(loaded, terrain, RAIN, [2, 5], **kw)["depth_mean"].values
     np.testing.assert_array_equal(old_maps, new_maps)
+
+
+def test_the_spm_analysis_is_reused_for_the_same_dem_only():
+    """The fill-and-spill analysis depends on the DEM only: a second forecast on the same DEM
+    reuses it (same object, same maps), another DEM gets its own, equal to a fresh analysis."""
+    rain = np.asarray(RAIN)
+    P._SPM_CACHE.clear()
+    dem = synthetic_lowland(32, 20.0, seed=1, sea_edge="left")
+    a = P.prior_maps(dem, rain, [3, 6])
+    first = next(iter(P._SPM_CACHE.values()))
+    b = P.prior_maps(dem, rain, [3, 6])
+    assert next(iter(P._SPM_CACHE.values())) is first
+    np.testing.assert_array_equal(a, b)
+    other = synthetic_lowland(32, 20.0, seed=2, sea_edge="left")
+    c = P.prior_maps(other, rain, [3, 6])
+    assert next(iter(P._SPM_CACHE.values())) is not first and len(P._SPM_CACHE) == 1
+    assert not np.array_equal(a, c)
+    P._SPM_CACHE.clear()
+    np.testing.assert_array_equal(P.prior_maps(other, rain, [3, 6]), c)

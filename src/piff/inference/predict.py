@@ -43,6 +43,7 @@ Design choices (see also docs/architecture.md):
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -140,6 +141,25 @@ def check_rain(rain_mm_per_h, hours, source) -> np.ndarray:
     return rain
 
 
+_SPM_CACHE: dict = {}  # the last DEM's fill-and-spill analysis, keyed by the bytes it depends on
+
+
+def _fill_and_spill(cls, elevation, dx, outlets, nodata):
+    """``cls(elevation, dx, outlets, nodata_mask=nodata)``, reused while the DEM, cell size,
+    outlets and nodata are the same: the analysis (priority flood, depression tree) depends on
+    the terrain only and took ~30 ms of a ~0.15-s 256 x 256 map on every call; hashing the
+    inputs costs ~1 ms. One entry: an operational run predicts many events on one DEM."""
+    digest = hashlib.sha1()
+    for a in (np.ascontiguousarray(elevation), np.ascontiguousarray(outlets), np.ascontiguousarray(nodata)):
+        digest.update(str((a.dtype, a.shape)).encode())
+        digest.update(a.tobytes())
+    key = (digest.hexdigest(), float(dx))
+    if key not in _SPM_CACHE:
+        _SPM_CACHE.clear()
+        _SPM_CACHE[key] = cls(elevation, dx, outlets, nodata_mask=nodata)
+    return _SPM_CACHE[key]
+
+
 # ----------------------------------------------------------------------------- the network's DEM
 def network_elevation(terrain: Terrain) -> np.ndarray:
     """The DEM the network sees: nodata cells at the highest valid elevation (walls; see the
@@ -178,12 +198,31 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
     elif prior == "spm":
         sums = rain_windows(rain_mm_per_h, hours).astype(np.float64).sum(axis=1)
         if np.any(sums > 0):  # only the bins these hours need, the map of a dry window stays dry
-            fs = FillAndSpill(terrain.elevation, terrain.dx, spec.outlet_mask(terrain.shape), nodata_mask=~valid)
+            fs = _fill_and_spill(FillAndSpill, terrain.elevation, terrain.dx, spec.outlet_mask(terrain.shape), ~valid)
             bins = np.unique(spm_bin(sums[sums > 0]))
             out[:] = spm_lookup(fs.table(bins), sums, bins)
     else:
         raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
     return np.where(valid, out, 0.0).astype(np.float32)
+
+
+_SPM_CACHE: dict = {}  # the last DEM's fill-and-spill analysis, keyed by the bytes it depends on
+
+
+def _fill_and_spill(cls, elevation, dx, outlets, nodata):
+    """``cls(elevation, dx, outlets, nodata_mask=nodata)``, reused while the DEM, cell size,
+    outlets and nodata are the same: the analysis (priority flood, depression tree) depends on
+    the terrain only and took ~30 ms of a ~0.15-s 256 x 256 map on every call; hashing the
+    inputs costs ~1 ms. One entry: an operational run predicts many events on one DEM."""
+    digest = hashlib.sha1()
+    for a in (np.ascontiguousarray(elevation), np.ascontiguousarray(outlets), np.ascontiguousarray(nodata)):
+        digest.update(str((a.dtype, a.shape)).encode())
+        digest.update(a.tobytes())
+    key = (digest.hexdigest(), float(dx))
+    if key not in _SPM_CACHE:
+        _SPM_CACHE.clear()
+        _SPM_CACHE[key] = cls(elevation, dx, outlets, nodata_mask=nodata)
+    return _SPM_CACHE[key]
 
 
 # ----------------------------------------------------------------------------- the network
@@ -310,17 +349,14 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
 @contextmanager
 def _fast_convolutions(model: torch.nn.Module, device: torch.device):
     """Inference mode, and on the CPU channels_last weights (oneDNN's native layout: the tiny
-    preset predicted a 256x256 DEM 12 % faster whole, 34 % faster tiled); the weights go back
-    to the default (contiguous) layout afterwards."""
+    preset predicted a 256x256 DEM 12 % faster whole, 34 % faster tiled). The weights are
+    converted on the first call and stay so: converting them there and back cost ~20 ms on
+    every call, a sixth of a 256 x 256 map (docs/benchmarks.md, "Per-call overhead")."""
     with torch.inference_mode():
-        if device.type != "cpu":
-            yield
-            return
-        model.to(memory_format=torch.channels_last)
-        try:
-            yield
-        finally:
-            model.to(memory_format=torch.contiguous_format)
+        if device.type == "cpu" and not getattr(model, "_piff_channels_last", False):
+            model.to(memory_format=torch.channels_last)
+            model._piff_channels_last = True
+        yield
 
 
 # ----------------------------------------------------------------------------- the pipeline
