@@ -81,12 +81,12 @@ FAST = "zstd"
 
 
 def codec_available(codec: str) -> bool:
-    """Whether this netCDF4 build can write ``codec`` ("zlib" always can)."""
+    """Whether this netCDF4 build can write ``codec`` (:data:`PORTABLE` always can)."""
     if codec == PORTABLE:
         return True
     import netCDF4
 
-    return bool(getattr(netCDF4, f"__has_{'zstandard' if codec == 'zstd' else codec}_support__", False))
+    return bool(getattr(netCDF4, "__has_zstandard_support__", False))
 
 
 def encoding_for(ds, nan_fill=(), codec: str = PORTABLE) -> dict:

@@ -141,25 +141,6 @@ def check_rain(rain_mm_per_h, hours, source) -> np.ndarray:
     return rain
 
 
-_SPM_CACHE: dict = {}  # the last DEM's fill-and-spill analysis, keyed by the bytes it depends on
-
-
-def _fill_and_spill(cls, elevation, dx, outlets, nodata):
-    """``cls(elevation, dx, outlets, nodata_mask=nodata)``, reused while the DEM, cell size,
-    outlets and nodata are the same: the analysis (priority flood, depression tree) depends on
-    the terrain only and took ~30 ms of a ~0.15-s 256 x 256 map on every call; hashing the
-    inputs costs ~1 ms. One entry: an operational run predicts many events on one DEM."""
-    digest = hashlib.sha1()
-    for a in (np.ascontiguousarray(elevation), np.ascontiguousarray(outlets), np.ascontiguousarray(nodata)):
-        digest.update(str((a.dtype, a.shape)).encode())
-        digest.update(a.tobytes())
-    key = (digest.hexdigest(), float(dx))
-    if key not in _SPM_CACHE:
-        _SPM_CACHE.clear()
-        _SPM_CACHE[key] = cls(elevation, dx, outlets, nodata_mask=nodata)
-    return _SPM_CACHE[key]
-
-
 # ----------------------------------------------------------------------------- the network's DEM
 def network_elevation(terrain: Terrain) -> np.ndarray:
     """The DEM the network sees: nodata cells at the highest valid elevation (walls; see the
@@ -186,7 +167,7 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
     grid, downscaled) at each hour.
     """
     from piff.hydro.boundary import parse_boundaries
-    from piff.hydro.spm import FillAndSpill, coarse_dynamic_prior, spm_bin, spm_lookup
+    from piff.hydro.spm import coarse_dynamic_prior, spm_bin, spm_lookup
 
     spec = parse_boundaries(boundary)
     valid = terrain.valid_mask()
@@ -198,7 +179,7 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
     elif prior == "spm":
         sums = rain_windows(rain_mm_per_h, hours).astype(np.float64).sum(axis=1)
         if np.any(sums > 0):  # only the bins these hours need, the map of a dry window stays dry
-            fs = _fill_and_spill(FillAndSpill, terrain.elevation, terrain.dx, spec.outlet_mask(terrain.shape), ~valid)
+            fs = _fill_and_spill(terrain.elevation, terrain.dx, spec.outlet_mask(terrain.shape), ~valid)
             bins = np.unique(spm_bin(sums[sums > 0]))
             out[:] = spm_lookup(fs.table(bins), sums, bins)
     else:
@@ -209,8 +190,8 @@ def prior_maps(terrain: Terrain, rain_mm_per_h, hours, *, prior: str = "spm", bo
 _SPM_CACHE: dict = {}  # the last DEM's fill-and-spill analysis, keyed by the bytes it depends on
 
 
-def _fill_and_spill(cls, elevation, dx, outlets, nodata):
-    """``cls(elevation, dx, outlets, nodata_mask=nodata)``, reused while the DEM, cell size,
+def _fill_and_spill(elevation, dx, outlets, nodata):
+    """``FillAndSpill(elevation, dx, outlets, nodata_mask=nodata)``, reused while the DEM, cell size,
     outlets and nodata are the same: the analysis (priority flood, depression tree) depends on
     the terrain only and took ~30 ms of a ~0.15-s 256 x 256 map on every call; hashing the
     inputs costs ~1 ms. One entry: an operational run predicts many events on one DEM."""
@@ -221,7 +202,9 @@ def _fill_and_spill(cls, elevation, dx, outlets, nodata):
     key = (digest.hexdigest(), float(dx))
     if key not in _SPM_CACHE:
         _SPM_CACHE.clear()
-        _SPM_CACHE[key] = cls(elevation, dx, outlets, nodata_mask=nodata)
+        from piff.hydro.spm import FillAndSpill
+
+        _SPM_CACHE[key] = FillAndSpill(elevation, dx, outlets, nodata_mask=nodata)
     return _SPM_CACHE[key]
 
 
@@ -353,9 +336,9 @@ def _fast_convolutions(model: torch.nn.Module, device: torch.device):
     converted on the first call and stay so: converting them there and back cost ~20 ms on
     every call, a sixth of a 256 x 256 map (docs/benchmarks.md, "Per-call overhead")."""
     with torch.inference_mode():
-        if device.type == "cpu" and not getattr(model, "_piff_channels_last", False):
+        if device.type == "cpu" and any(not w.is_contiguous(memory_format=torch.channels_last)
+                                        for w in model.parameters() if w.dim() == 4):
             model.to(memory_format=torch.channels_last)
-            model._piff_channels_last = True
         yield
 
 
