@@ -111,3 +111,26 @@ def test_config_round_trip_rebuilds_the_same_model():
         ModelConfig.from_dict({**d, "width": 3})
     with pytest.raises(PiffInputError):
         ModelConfig.from_preset("huge")
+
+
+def test_eval_mode_disables_dropout_inside_and_restores_the_mode():
+    """Inside eval_mode every submodule is in eval mode (dropout off, so two calls agree); a
+    training module is back in training mode afterwards, an eval module stays in eval mode."""
+    from piff.model.networks import eval_mode
+
+    model = build_model(ModelConfig.from_preset("tiny", dropout=0.5))
+    _wake_zero_init(model)
+    x, t = torch.randn(1, 3, 32, 32), torch.rand(1)
+    with torch.no_grad():
+        ctx = model.encode_rain(torch.rand(1, 24))
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model.net(x, t, ctx), model.net(x, t, ctx))  # dropout is on
+    with torch.no_grad(), eval_mode(model):
+        assert not any(m.training for m in model.modules())
+        assert torch.equal(model.net(x, t, ctx), model.net(x, t, ctx))
+    assert all(m.training for m in model.modules())
+    model.eval()
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert not any(m.training for m in model.modules())

@@ -91,7 +91,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     from tqdm import tqdm
 
     with (tqdm(total=n_tiles * n_groups * samples, desc="ensemble", unit="map", disable=not progress) as bar,
-          P._fast_convolutions(trained.model, device)):
+          trained.inference()):
         fn = P._MapSampler(trained, windows, hours * n_members, nfe=nfe, sampler=sampler, members=samples,
                            stochastic=stochastic, seed=seed, device=device, maps_per_call=plan.maps_per_call,
                            thresholds=P.THRESHOLDS_M, progress=bar.update, keys=group_keys, keep_maps=True)

@@ -48,7 +48,6 @@ import math
 import re
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -329,19 +328,6 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
     return InferencePlan(whole, window, int(batch_size))
 
 
-@contextmanager
-def _fast_convolutions(model: torch.nn.Module, device: torch.device):
-    """Inference mode, and on the CPU channels_last weights (oneDNN's native layout: the tiny
-    preset predicted a 256x256 DEM 12 % faster whole, 34 % faster tiled). The weights are
-    converted on the first call and stay so: converting them there and back cost ~20 ms on
-    every call, a sixth of a 256 x 256 map (docs/benchmarks.md, "Per-call overhead")."""
-    with torch.inference_mode():
-        if device.type == "cpu" and any(not w.is_contiguous(memory_format=torch.channels_last)
-                                        for w in model.parameters() if w.dim() == 4):
-            model.to(memory_format=torch.channels_last)
-        yield
-
-
 # ----------------------------------------------------------------------------- the pipeline
 def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, nfe: int = 10, sampler: str = "euler",
                  members: int = 1, seed: int = 0, device="cpu", batch_size: int | None = None, *,
@@ -400,7 +386,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     n_tiles = 1 if plan.whole else len(tiling.tile_windows(terrain.shape, plan.window, overlap))
 
     with (tqdm(total=n_tiles * len(hours) * members, desc="predict", unit="map", disable=not progress) as bar,
-          _fast_convolutions(trained.model, device)):
+          trained.inference()):
         fn = _MapSampler(trained, windows, hours, nfe=nfe, sampler=sampler, members=members, stochastic=stochastic,
                          seed=seed, device=device, maps_per_call=plan.maps_per_call, thresholds=thresholds,
                          progress=bar.update)

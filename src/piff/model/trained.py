@@ -9,7 +9,8 @@ set (``piff.inference.sampling``), ``piff predict`` and the benchmarks all call 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,20 @@ class TrainedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @contextmanager
+    def inference(self) -> Iterator[None]:
+        """The fast path for many predictions: ``torch.inference_mode`` and, on the CPU,
+        channels_last weights (oneDNN's native layout). Measured: the tiny preset predicted a
+        256 x 256 DEM 12 % faster whole and 34 % faster tiled; the demo ``phy`` model sampled
+        the demo test set (NFE 1 and 10) 26 % faster; maps differ from the default layout's by
+        < 2e-6 m (docs/benchmarks.md). The weights are converted on the first call and stay so:
+        converting them there and back cost ~20 ms a call, a sixth of a 256 x 256 map."""
+        with torch.inference_mode():
+            if self.device.type == "cpu" and any(not w.is_contiguous(memory_format=torch.channels_last)
+                                                 for w in self.model.parameters() if w.dim() == 4):
+                self.model.to(memory_format=torch.channels_last)
+            yield
 
     @torch.no_grad()
     def predict(self, elevation: torch.Tensor, prior: torch.Tensor | None, rain_window: torch.Tensor, *,
