@@ -52,6 +52,21 @@ def test_recorded_needs_the_same_model(tmp_path):
     assert default_nfe.recorded(model, "abc") is None
 
 
+def test_resolve_reads_the_recorded_nfe_or_names_the_missing_file(tmp_path):
+    """The ensemble's nfe: an integer stands; "default" is this model's recorded NFE, and without
+    one (no file, or measured for another model) a one-line error names the metrics file."""
+    from piff.errors import PiffInputError
+
+    model = tmp_path / "model.pt"
+    assert default_nfe.resolve(3, model, "abc") == 3
+    with pytest.raises(PiffInputError, match=r"metrics\.json.*no default NFE recorded"):
+        default_nfe.resolve(default_nfe.MEASURED, model, "abc")
+    _metrics_beside(model, "abc", 5)
+    assert default_nfe.resolve(default_nfe.MEASURED, model, "abc") == 5
+    with pytest.raises(PiffInputError, match="no default NFE recorded"):
+        default_nfe.resolve(default_nfe.MEASURED, model, "retrained")
+
+
 def test_predict_uses_the_measured_default_nfe_of_its_model(model_path, trained, files, tmp_path):  # noqa: F811
     dem, rain = files
     work = tmp_path / "results"

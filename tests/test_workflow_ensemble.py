@@ -3,6 +3,8 @@ Snakemake, rainfall members, the solver and model ensembles, and the scores."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,8 +16,9 @@ from piff.evaluation import ensemble as S
 pytestmark = pytest.mark.slow
 
 TRAIN = {"dataset": "tiny", "model": "tiny", "steps": 4, "ckpt_every": 4, "batch_size": 4, "microbatch": 4,
-         "log_every": 2, "warmup_steps": 1, "nfe": [1]}
-ENSEMBLE = {"dataset": "tiny", "n_storms": 1, "dems": [0, 1], "members": 3, "samples": 2, "nfe": 2, "hours": [4, 8],
+         "log_every": 2, "warmup_steps": 1, "nfe": [1, 2]}
+ENSEMBLE = {"dataset": "tiny", "n_storms": 1, "dems": [0, 1], "members": 3, "samples": 2, "nfe": "default",
+            "hours": [4, 8],
             "threads": 1, "error_model": {"sigma_log": 0.4, "rho": 0.5, "max_shift_h": 1}}
 
 
@@ -29,6 +32,11 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert not any(rule.startswith("ensemble") for rule in plan)  # not part of the default target
     jobs = jobs_run(snakemake(tmp_path, "results/ensemble_summary.csv", configfile=cfg))
     assert jobs["ensemble"] == 2 and jobs["ensemble_solver"] == 1 and jobs["ensemble_rain"] == 1
+    # nfe "default": the bridge's ensemble ran at the NFE its evaluation measured and recorded
+    recorded = json.loads((tmp_path / "results" / "bridge" / "metrics.json").read_text())["default_nfe"]["nfe"]
+    members = xr.open_dataset(tmp_path / "results" / "ensemble" / "bridge" / "members.nc")
+    assert int(members.attrs["nfe"]) == recorded
+    members.close()
 
     summary = pd.read_csv(tmp_path / "results" / "ensemble_summary.csv")
     every = summary[summary.terrain == "all"].set_index("system")

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 from piff.choices import SAMPLERS, TRAINED_KINDS
 from piff.data.preprocess import dem_count, dem_splits
 from piff.errors import PiffInputError
+from piff.evaluation import default_nfe
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
 from piff.yaml_files import load_yaml
 
@@ -223,6 +224,14 @@ def ensemble_dataset(wildcards):
         raise ValueError("config: ensemble.dataset is not set: name the dataset whose held-out storms the "
                          "ensemble target forecasts (docs/ensemble.md)")
     return dataset_file(ENSEMBLE["dataset"])
+
+
+def ensemble_model_inputs(wildcards):
+    """The trained model, and with ``nfe: default`` the evaluation that measured its default NFE."""
+    inputs = {"model": f"results/{wildcards.experiment}/model.pt"}
+    if ENSEMBLE["nfe"] == default_nfe.MEASURED:
+        inputs["metrics"] = f"results/{wildcards.experiment}/{default_nfe.METRICS_FILE}"
+    return inputs
 
 
 def ensemble_options(keys):

@@ -47,7 +47,7 @@ rule ensemble_solver:
 
 rule ensemble:
     input:
-        model="results/{experiment}/model.pt",
+        unpack(ensemble_model_inputs),
         dataset=ensemble_dataset,
         rain="results/ensemble/rain_members.nc",
     output:

@@ -22,7 +22,7 @@ rule evaluate:
         dataset=experiment_dataset,
     output:
         csv="results/{experiment}/metrics.csv",
-        json="results/{experiment}/metrics.json",
+        json=f"results/{{experiment}}/{default_nfe.METRICS_FILE}",  # piff predict reads its default NFE here
     threads: 1
     resources:
         mem_mb=4000,
@@ -61,7 +61,7 @@ rule figures:
 
 rule summary:
     input:
-        metrics=expand("results/{experiment}/metrics.json", experiment=EXPERIMENTS),
+        metrics=expand(f"results/{{experiment}}/{default_nfe.METRICS_FILE}", experiment=EXPERIMENTS),
     output:
         csv=report("results/summary.csv", caption="../report/summary.rst", category="Summary"),
         md="results/summary.md",

@@ -16,10 +16,13 @@ import json
 import logging
 from pathlib import Path
 
+from piff.errors import PiffInputError
+
 REFERENCE_NFE = 10
 TOLERANCE = 0.03
 FALLBACK_NFE = 10
 METRICS_FILE = "metrics.json"  # the evaluate rule's output beside results/<name>/model.pt
+MEASURED = "default"  # the word a config gives for "each model at its recorded default NFE"
 
 log = logging.getLogger("piff.default_nfe")
 
@@ -56,3 +59,16 @@ def recorded(model_path, fingerprint: str) -> int | None:
         return None
     nfe = choice.get("nfe")
     return int(nfe) if isinstance(nfe, int) and nfe >= 1 else None
+
+
+def resolve(nfe, model_path, fingerprint: str) -> int:
+    """``nfe`` as an integer: itself, or for ``MEASURED`` the NFE recorded for this model (a
+    PiffInputError naming the metrics file when none is recorded for it)."""
+    if nfe != MEASURED:
+        return int(nfe)
+    chosen = recorded(model_path, fingerprint)
+    if chosen is None:
+        raise PiffInputError(Path(model_path).with_name(METRICS_FILE),
+                             f"no default NFE recorded for this model (nfe: {MEASURED!r} needs the evaluate "
+                             "rule's metrics.json of the same model)")
+    return chosen

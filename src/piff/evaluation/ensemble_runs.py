@@ -28,6 +28,7 @@ import xarray as xr
 from piff import __version__, cf
 from piff.data import format as fmt
 from piff.errors import PiffInputError
+from piff.evaluation import default_nfe
 from piff.evaluation import ensemble as S
 from piff.hydro.rain_ensemble import ForecastErrorModel
 from piff.hydro.terrain import Terrain
@@ -176,7 +177,11 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
     rain = xr.load_dataset(rain_path)
     hours = [int(h) for h in cfg["hours"]]
     dems, storms = rain["dem"].values, rain["storm"].values
-    opts = dict(samples=int(cfg["samples"]), nfe=int(cfg["nfe"]), sampler=cfg["sampler"], seed=int(cfg["seed"]),
+    # "default": the NFE the evaluation measured for this model (piff.evaluation.default_nfe);
+    # the regression's one shot ignores it
+    nfe = 1 if trained.kind == "regression" else default_nfe.resolve(
+        cfg["nfe"], model_path, str(trained.meta.get("fingerprint", "")))
+    opts = dict(samples=int(cfg["samples"]), nfe=nfe, sampler=cfg["sampler"], seed=int(cfg["seed"]),
                 device=device)
     depth, wall, info = None, np.zeros((len(dems), len(storms))), {}
     warmup = 0.0
