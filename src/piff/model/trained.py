@@ -71,8 +71,10 @@ class TrainedModel:
         < 2e-6 m (docs/benchmarks.md). The weights are converted on the first call and stay so:
         converting them there and back cost ~20 ms a call, a sixth of a 256 x 256 map."""
         with torch.inference_mode():
-            if self.device.type == "cpu" and any(not w.is_contiguous(memory_format=torch.channels_last)
-                                                 for w in self.model.parameters() if w.dim() == 4):
+            # the first convolution's weight stands for all: they are converted together
+            first = next((w for w in self.model.parameters() if w.dim() == 4), None)
+            if self.device.type == "cpu" and first is not None \
+                    and not first.is_contiguous(memory_format=torch.channels_last):
                 self.model.to(memory_format=torch.channels_last)
             yield
 
