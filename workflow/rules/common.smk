@@ -227,9 +227,10 @@ def ensemble_dataset(wildcards):
 
 
 def ensemble_model_inputs(wildcards):
-    """The trained model, and with ``nfe: default`` the evaluation that measured its default NFE."""
+    """The trained model, and with ``nfe: default`` the evaluation that measured a bridge's
+    default NFE (the regression's one shot has none to wait for)."""
     inputs = {"model": f"results/{wildcards.experiment}/model.pt"}
-    if ENSEMBLE["nfe"] == default_nfe.MEASURED:
+    if ENSEMBLE["nfe"] == default_nfe.MEASURED and config["experiments"][wildcards.experiment]["type"] == "piff":
         inputs["metrics"] = f"results/{wildcards.experiment}/{default_nfe.METRICS_FILE}"
     return inputs
 

@@ -53,12 +53,11 @@ def eval_mode(module: nn.Module):
     if not module.training:
         yield module
         return
-    was_training = module.training
     module.eval()
     try:
         yield module
     finally:
-        module.train(was_training)
+        module.train()
 
 
 def count_parameters(module: nn.Module) -> int:
