@@ -5,6 +5,7 @@ scored on its test maps at NFE 1 and 10, with the same-backbone U-Net regression
     python bench/ablation.py                              # every variant, the base experiment's budget
     python bench/ablation.py --steps 600 --jobs 2         # two variants at a time (one thread each)
     python bench/ablation.py --variants velocity,x0 --steps 20 --eval-hours 6 12 --no-write   # smoke run
+    python bench/ablation.py --variants x0_residual_l1_phy,unet --seeds 0 1 2 3 --jobs 2   # seed spread
 
 Every variant is the ``--experiment`` entry of ``--config`` (default: ``base`` of
 config/config.yaml, the demo's paper-faithful PIFF) with a few options changed, trained, sampled
@@ -15,6 +16,11 @@ and scored through the functions the workflow's rules call: ``piff.training.trai
 ``--out-dir/<variant>/`` (model.pt, loss.csv, samples.nc, metrics.csv / .json); a model.pt whose
 fingerprint matches the variant's options and dataset is reused instead of retrained (pass
 ``--retrain`` to train anyway). The table goes to the ``ablation`` section of docs/benchmarks.md.
+
+With ``--seeds``, every variant is trained once per seed (weights, data order and bridge noise
+all follow ``seed``) into ``--out-dir/<variant>-seed<k>/``, and the table gives each variant's
+mean and range over the seeds (section ``ablation-seeds``): a difference between two variants
+smaller than their seed ranges is not a finding.
 """
 
 from __future__ import annotations
@@ -75,12 +81,15 @@ DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x
 NFE = (1, 10)
 
 
-def variant_config(base: dict, name: str, steps: int | None, eval_hours):
-    """The ExperimentConfig of one variant: the base experiment, the variant's changes, the budget."""
+def variant_config(base: dict, name: str, steps: int | None, eval_hours, seed: int | None = None):
+    """The ExperimentConfig of one variant: the base experiment, the variant's changes, the budget
+    (and the seed, when given)."""
     from piff.training.config import ExperimentConfig
 
     options = {k: v for k, v in base.items() if k not in ("dataset", "description")}
     options.update(VARIANTS[name][0])
+    if seed is not None:
+        options["seed"] = seed
     options["nfe"] = list(NFE)
     options["description"] = VARIANTS[name][1]
     if steps is not None:
@@ -133,8 +142,13 @@ def scored(work: Path, fingerprint: str, dataset_sha: str, cfg) -> bool:
             and set(m.get("metrics", {})) == nfe)
 
 
+def run_name(name: str, seed: int | None) -> str:
+    """The folder (and row) name of one variant run: the variant, and its seed when given."""
+    return name if seed is None else f"{name}-seed{seed}"
+
+
 def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_hours, threads: int, device: str,
-                retrain: bool) -> dict:
+                retrain: bool, seed: int | None = None) -> dict:
     """Train (or reuse), sample and score one variant; returns its row of the table."""
     import torch
 
@@ -148,15 +162,15 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
 
     logs.setup()
     torch.set_num_threads(threads)
-    cfg = variant_config(base, name, steps, eval_hours)
-    work = Path(out_dir) / name
+    cfg = variant_config(base, name, steps, eval_hours, seed)
+    work = Path(out_dir) / run_name(name, seed)
     model = work / "model.pt"
     dataset_sha = file_sha256(dataset)
     fingerprint = cfg.fingerprint(dataset_sha)
     reuse = not retrain and model.exists() and load_checkpoint(model)["piff"].get("fingerprint") == fingerprint
     t0 = time.monotonic()
     if reuse:
-        log.info("%s: reusing %s (same options and dataset)", name, model)
+        log.info("%s: reusing %s (same options and dataset)", work.name, model)
     else:
         rc = train(cfg, dataset, work, model, device=device, threads=threads)
         if rc != 0:
@@ -183,8 +197,8 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
             "mae_cm": 100 * m["mae"], "nse_pooled": m["nse_pooled"], "csi_pooled": m["csi_pooled@0.1"],
             "dry_cm": 100 * dry[terrain].get(nfe, dry[terrain][min(dry[terrain])]),
             "volume_error": m["volume_error"], "n_maps": m["n_maps"]}
-    log.info("%s: done (train %.0f s, sample + score %.0f s)", name, train_s, score_s)
-    return {"name": name, "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
+    log.info("%s: done (train %.0f s, sample + score %.0f s)", work.name, train_s, score_s)
+    return {"name": name, "seed": cfg.seed, "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
             "train_s": train_s if not reuse else sum(step_s), "s_per_100_steps": 100 * float(np.median(step_s)),
             "final_loss": final_loss, "score_s": score_s, "scores": scores, "reused": reuse}
 
@@ -211,6 +225,25 @@ def table(rows: list[dict], terrain: str) -> str:
     return head + "\n".join(lines)
 
 
+def seed_table(rows: list[dict], terrain: str) -> str:
+    """Each variant's mean (min-max) over its seeds at NFE 1 and NFE 10 (the regression: one shot)."""
+    def spread(runs, key, nfe, spec, scale=1.0):
+        x = np.array([scale * r["scores"][terrain][nfe][key] for r in runs])
+        return f"{_fmt(float(x.mean()), spec)} ({_fmt(float(x.min()), spec)} to {_fmt(float(x.max()), spec)})"
+
+    head = ("| variant | seeds | NFE | MAE cm | pooled NSE | CSI@0.1 (pooled) | dry-cell depth cm | volume error |\n"
+            "|---|---|---:|---|---|---|---|---|\n")
+    lines = []
+    for name in dict.fromkeys(r["name"] for r in rows):
+        runs = [r for r in rows if r["name"] == name]
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        for nfe in NFE[:1] if runs[0]["changes"].get("type") == "regression" else NFE:
+            lines.append(f"| `{name}` | {seeds} | {nfe} | {spread(runs, 'mae_cm', nfe, '.2f')} "
+                         f"| {spread(runs, 'nse_pooled', nfe, '.3f')} | {spread(runs, 'csi_pooled', nfe, '.3f')} "
+                         f"| {spread(runs, 'dry_cm', nfe, '.2f')} | {spread(runs, 'volume_error', nfe, '+.1%')} |")
+    return head + "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="data/demo/dataset.nc")
@@ -225,6 +258,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per variant (the workflow's train: 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--retrain", action="store_true", help="train even where a matching model.pt exists")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="train every variant once per seed and report the spread (default: the experiment's seed)")
     p.add_argument("--markdown", default=str(_report.BENCHMARKS_MD), help="the benchmarks page to write")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     a = p.parse_args()
@@ -238,8 +273,10 @@ def main() -> None:
     if a.experiment not in experiments:
         p.error(f"{a.config} has no experiment {a.experiment!r}")
     base = experiments[a.experiment]
-    for n in names:  # every variant's options checked before any training
-        variant_config(base, n, a.steps, a.eval_hours)
+    seeds = a.seeds or [None]
+    runs = [(n, s) for n in names for s in seeds]
+    for n, s in runs:  # every variant's options checked before any training
+        variant_config(base, n, a.steps, a.eval_hours, s)
 
     from piff import logs
 
@@ -248,9 +285,10 @@ def main() -> None:
     args = (base, a.dataset, a.out_dir, a.steps, a.eval_hours, a.threads, a.device, a.retrain)
     if a.jobs > 1:
         with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn")) as pool:
-            rows = list(pool.map(run_variant, names, *[[x] * len(names) for x in args]))
+            futures = [pool.submit(run_variant, n, *args, s) for n, s in runs]
+            rows = [f.result() for f in futures]
     else:
-        rows = [run_variant(n, *args) for n in names]
+        rows = [run_variant(n, *args, s) for n, s in runs]
     wall = time.monotonic() - t0
     Path(a.out_dir).mkdir(parents=True, exist_ok=True)
     (Path(a.out_dir) / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -258,23 +296,32 @@ def main() -> None:
     steps = sorted({r["steps"] for r in rows})
     terrains = list(rows[0]["scores"])
     n_maps = " and ".join(f"{rows[0]['scores'][t][NFE[0]]['n_maps']} {t}-terrain" for t in terrains)
-    body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with the options in the "
-            f"second column, trained for {'/'.join(map(str, steps))} steps on `{a.dataset}` ({a.threads} torch "
-            f"thread{'s' if a.threads > 1 else ''} per variant, {a.jobs} at a time; {wall / 60:.1f} min in all), "
-            f"then scored on its {n_maps} held-out test maps per NFE with the EMA weights (Euler sampler). "
-            f"Cells: NFE 1 / NFE 10 (the regression: one shot). Seen terrain: held-out storms on the training "
-            f"DEMs; unseen terrain: the held-out storms on DEMs never trained on (split.test_dems).\n\n"
-            + "\n\n".join(f"**{t.capitalize()} terrain**\n\n{table(rows, t)}" for t in terrains) + "\n\n"
-            "MAE: per-map mean absolute error averaged over maps. Pooled NSE and CSI@0.1: over all test cells "
-            "together (CSI from the summed contingency counts at 0.1 m). Dry-cell depth: mean predicted depth on "
-            "the cells the solver leaves dry (< 5 mm). Volume error: per-map relative volume error averaged over "
-            "maps. Train s / 100 steps: median optimiser step time x 100. Outputs (model, loss curve, samples, "
-            f"metrics.csv with the error anatomy) in `{a.out_dir}/<variant>/`.")
+    setting = (f"trained for {'/'.join(map(str, steps))} steps on `{a.dataset}` ({a.threads} torch "
+               f"thread{'s' if a.threads > 1 else ''} per run, {a.jobs} at a time; {wall / 60:.1f} min in all), "
+               f"then scored on its {n_maps} held-out test maps per NFE with the EMA weights (Euler sampler)")
+    legend = ("Seen terrain: held-out storms on the training DEMs; unseen terrain: the held-out storms on DEMs "
+              "never trained on (split.test_dems). MAE: per-map mean absolute error averaged over maps. Pooled NSE "
+              "and CSI@0.1: over all test cells together (CSI from the summed contingency counts at 0.1 m). "
+              "Dry-cell depth: mean predicted depth on the cells the solver leaves dry (< 5 mm). Volume error: "
+              "per-map relative volume error averaged over maps.")
+    if a.seeds:
+        body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with its options "
+                f"(`bench/ablation.py` VARIANTS), once per seed ({', '.join(map(str, a.seeds))}: initial weights, "
+                f"data order and bridge noise), {setting}. Cells: the mean over the seeds (min to max).\n\n"
+                + "\n\n".join(f"**{t.capitalize()} terrain**\n\n{seed_table(rows, t)}" for t in terrains)
+                + f"\n\n{legend} Outputs in `{a.out_dir}/<variant>-seed<k>/`.")
+        section = ("ablation-seeds", "Seed spread of the headline comparison (issue 12)")
+    else:
+        body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with the options in the "
+                f"second column, {setting}. Cells: NFE 1 / NFE 10 (the regression: one shot).\n\n"
+                + "\n\n".join(f"**{t.capitalize()} terrain**\n\n{table(rows, t)}" for t in terrains) + "\n\n"
+                f"{legend} Train s / 100 steps: median optimiser step time x 100. Outputs (model, loss curve, "
+                f"samples, metrics.csv with the error anatomy) in `{a.out_dir}/<variant>/`.")
+        section = ("ablation", "Ablation of the PIFF bridge (issue 12)")
     print(body)
     if not a.no_write:
         _report.BENCHMARKS_MD = Path(a.markdown)
-        _report.write_section("ablation", "Ablation of the PIFF bridge (issue 12)", body)
-
+        _report.write_section(*section, body)
 
 if __name__ == "__main__":
     main()

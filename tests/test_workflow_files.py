@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
 
 import tomllib
 import yaml
@@ -53,6 +55,46 @@ def test_embedded_configs_plan_their_jobs(tmp_path):
     jobs = jobs_run(paper)
     assert jobs["train"] == 2 and jobs["simulate"] == 20 * 26  # 20 DEMs x 26 chunks of 7 storms
     assert jobs["coarse_prior"] == 26
+
+
+def _documented_commands(text: str, prefix: str) -> list[list[str]]:
+    """The snakemake command lines of a README or a config comment (``prefix`` stripped from
+    every line, backslash continuations joined, trailing comments dropped), without the program
+    name and without --cores / --profile (a dry run plans the same jobs on any executor)."""
+    lines = [line[len(prefix):] if line.startswith(prefix) else line for line in text.splitlines()]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    commands = []
+    for line in joined.splitlines():
+        if not line.split(" ", 1)[0].endswith("snakemake"):
+            continue  # prose
+        words = shlex.split(line.split(" #", 1)[0])
+        if words:
+            args, rest = [], iter(words[1:])
+            for w in rest:
+                if w in ("--cores", "--profile"):
+                    next(rest)
+                else:
+                    args.append(w)
+            commands.append(args)
+    return commands
+
+
+def test_documented_commands_plan_only_their_targets(tmp_path):
+    """Greedy options (--forcerun, --configfile) swallow the targets written after them: the
+    README's forced retrain must plan one training, not the whole job, and config/paper.yaml's
+    command its own experiment (each run as written, in a folder holding the repository's config/)."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    readme = [c for c in _documented_commands((REPO / "README.md").read_text(), "") if "--forcerun" in c]
+    assert readme, "the README shows how to retrain"
+    for args in readme:
+        jobs = jobs_run(snakemake(tmp_path, *args, "-n"))
+        assert jobs["train"] == 1 and "sample" not in jobs and "all" not in jobs, (args, jobs)
+    paper = _documented_commands((REPO / "config" / "paper.yaml").read_text(), "#   ")
+    assert len(paper) == 2
+    jobs = jobs_run(snakemake(tmp_path, *paper[0], "-n"))
+    assert jobs["train"] == 1 and jobs["sample"] == 1 and "all" not in jobs, jobs
+    jobs = jobs_run(snakemake(tmp_path, *paper[1], "-n"))
+    assert jobs["train"] == 3 and jobs["evaluate"] == 5 and "all" not in jobs, jobs
 
 
 def test_a_key_written_twice_in_a_config_file_is_an_error(tmp_path):

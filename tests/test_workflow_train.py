@@ -33,7 +33,7 @@ def test_forcerun_kill_and_rerun_through_snakemake(tmp_path):
 
     # --forcerun train: a fresh run from step 0, killed (the whole process tree) mid-way
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(tmp_path),
-           "--cores", "2", "--nolock", "--forcerun", "train", "results/t/model.pt", "--configfile", str(cfg)]
+           "--cores", "2", "--nolock", "results/t/model.pt", "--forcerun", "train", "--configfile", str(cfg)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if os.path.realpath(p) != os.path.realpath(os.path.dirname(sys.executable)))
