@@ -44,7 +44,10 @@ INTRO = ("Seen terrain = held-out storms on the training DEMs; unseen terrain = 
          "summed over all maps (per-map NSE of nearly dry maps is dominated by noise). "
          "NFE 0 = no network (SPM-only and coarse dynamic prior baselines). Depth thresholds in metres; "
          "continuity = RMS hourly water-balance imbalance of the prediction given the true previous hour; "
-         "speed-up = solver wall time per event / model time per map. Rows sorted by MAE, best first.")
+         "speed-up = solver wall time per event / model time per map. Rows sorted by MAE, best first. "
+         "Each trained experiment is one training run (one seed): a difference smaller than the spread "
+         "between seeds is not a finding (`python bench/ablation.py --seeds` measures it; "
+         "docs/benchmarks.md, \"Seed spread\").")
 
 
 def read_metrics(paths) -> list[dict]:
