@@ -1,11 +1,11 @@
 """Ablation of the PIFF bridge (issue 12): output parameterisation, prior residual, depth loss,
 time density, noise and physics loss, each trained on the same dataset for the same budget and
-scored on its test maps at NFE 1 and 10, with the same-backbone U-Net regression as the bar.
+scored on its test maps at NFE 1 and 10 (``--nfe``), with the same-backbone U-Net regression as the bar.
 
     python bench/ablation.py                              # every variant, the base experiment's budget
     python bench/ablation.py --steps 600 --jobs 2         # two variants at a time (one thread each)
     python bench/ablation.py --variants velocity,x0 --steps 20 --eval-hours 6 12 --no-write   # smoke run
-    python bench/ablation.py --variants x0_residual_l1_phy,unet --seeds 0 1 2 3 --jobs 2   # seed spread
+    python bench/ablation.py --variants x0_residual_l1_phy,unet --seeds 0 1 2 3 --nfe 1 2 5 10 --jobs 2   # seed spread
 
 Every variant is the ``--experiment`` entry of ``--config`` (default: ``base`` of
 config/config.yaml, the demo's paper-faithful PIFF) with a few options changed, trained, sampled
@@ -19,8 +19,9 @@ fingerprint matches the variant's options and dataset is reused instead of retra
 
 With ``--seeds``, every variant is trained once per seed (weights, data order and bridge noise
 all follow ``seed``) into ``--out-dir/<variant>-seed<k>/``, and the table gives each variant's
-mean and range over the seeds (section ``ablation-seeds``): a difference between two variants
-smaller than their seed ranges is not a finding.
+mean and range over the seeds at every scored NFE, and the default NFE each seed's model recorded
+(section ``ablation-seeds``): a difference between two variants smaller than their seed ranges
+is not a finding.
 """
 
 from __future__ import annotations
@@ -81,16 +82,16 @@ DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x
 NFE = (1, 10)
 
 
-def variant_config(base: dict, name: str, steps: int | None, eval_hours, seed: int | None = None):
-    """The ExperimentConfig of one variant: the base experiment, the variant's changes, the budget
-    (and the seed, when given)."""
+def variant_config(base: dict, name: str, steps: int | None, eval_hours, seed: int | None = None, nfe=NFE):
+    """The ExperimentConfig of one variant: the base experiment, the variant's changes, the budget,
+    the NFE it is scored at (and the seed, when given)."""
     from piff.training.config import ExperimentConfig
 
     options = {k: v for k, v in base.items() if k not in ("dataset", "description")}
     options.update(VARIANTS[name][0])
     if seed is not None:
         options["seed"] = seed
-    options["nfe"] = list(NFE)
+    options["nfe"] = sorted(nfe)
     options["description"] = VARIANTS[name][1]
     if steps is not None:
         options["steps"] = steps
@@ -148,7 +149,7 @@ def run_name(name: str, seed: int | None) -> str:
 
 
 def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_hours, threads: int, device: str,
-                retrain: bool, seed: int | None = None) -> dict:
+                retrain: bool, seed: int | None = None, nfe=NFE) -> dict:
     """Train (or reuse), sample and score one variant; returns its row of the table."""
     import torch
 
@@ -162,7 +163,7 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
 
     logs.setup()
     torch.set_num_threads(threads)
-    cfg = variant_config(base, name, steps, eval_hours, seed)
+    cfg = variant_config(base, name, steps, eval_hours, seed, nfe)
     work = Path(out_dir) / run_name(name, seed)
     model = work / "model.pt"
     dataset_sha = file_sha256(dataset)
@@ -189,16 +190,18 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
         evaluate_files(work / "samples.nc", dataset, work / "metrics.csv", work / "metrics.json")
     dry = dry_cell_mean_depth_m(work / "samples.nc", dataset)
     score_s = time.monotonic() - t0
-    metrics = json.loads((work / "metrics.json").read_text())["metrics"]
+    recorded = json.loads((work / "metrics.json").read_text())
+    metrics = recorded["metrics"]
     scores = {}
-    for terrain, nfe in ((t, n) for t in dry for n in NFE):
+    for terrain, nfe in ((t, n) for t in dry for n in cfg.nfe):
         m = metrics.get(str(nfe), metrics.get("1"))[terrain]["all"]  # the regression has NFE 1 only
         scores.setdefault(terrain, {})[nfe] = {
             "mae_cm": 100 * m["mae"], "nse_pooled": m["nse_pooled"], "csi_pooled": m["csi_pooled@0.1"],
             "dry_cm": 100 * dry[terrain].get(nfe, dry[terrain][min(dry[terrain])]),
             "volume_error": m["volume_error"], "n_maps": m["n_maps"]}
     log.info("%s: done (train %.0f s, sample + score %.0f s)", work.name, train_s, score_s)
-    return {"name": name, "seed": cfg.seed, "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
+    return {"name": name, "seed": cfg.seed, "default_nfe": recorded.get("default_nfe", {}).get("nfe"),
+            "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
             "train_s": train_s if not reuse else sum(step_s), "s_per_100_steps": 100 * float(np.median(step_s)),
             "final_loss": final_loss, "score_s": score_s, "scores": scores, "reused": reuse}
 
@@ -211,7 +214,8 @@ def table(rows: list[dict], terrain: str) -> str:
     """The ablation table of one terrain (seen: held-out storms on the training DEMs; unseen: the
     held-out DEMs)."""
     def pair(row, key, spec):
-        a, b = (row["scores"][terrain][n][key] for n in NFE)
+        nfes = sorted(row["scores"][terrain])
+        a, b = (row["scores"][terrain][n][key] for n in (nfes[0], nfes[-1]))
         return _fmt(a, spec) if row["changes"].get("type") == "regression" else f"{_fmt(a, spec)} / {_fmt(b, spec)}"
 
     head = ("| variant | changes from base | MAE cm | pooled NSE | CSI@0.1 (pooled) | dry-cell depth cm "
@@ -226,19 +230,22 @@ def table(rows: list[dict], terrain: str) -> str:
 
 
 def seed_table(rows: list[dict], terrain: str) -> str:
-    """Each variant's mean (min-max) over its seeds at NFE 1 and NFE 10 (the regression: one shot)."""
+    """Each variant's mean (min to max) over its seeds at every scored NFE (the regression: one
+    shot), and the default NFE each seed's model recorded (piff.evaluation.default_nfe)."""
     def spread(runs, key, nfe, spec, scale=1.0):
         x = np.array([scale * r["scores"][terrain][nfe][key] for r in runs])
         return f"{_fmt(float(x.mean()), spec)} ({_fmt(float(x.min()), spec)} to {_fmt(float(x.max()), spec)})"
 
-    head = ("| variant | seeds | NFE | MAE cm | pooled NSE | CSI@0.1 (pooled) | dry-cell depth cm | volume error |\n"
-            "|---|---|---:|---|---|---|---|---|\n")
+    head = ("| variant | seeds | default NFE, per seed | NFE | MAE cm | pooled NSE | CSI@0.1 (pooled) "
+            "| dry-cell depth cm | volume error |\n|---|---|---|---:|---|---|---|---|---|\n")
     lines = []
     for name in dict.fromkeys(r["name"] for r in rows):
         runs = [r for r in rows if r["name"] == name]
         seeds = ", ".join(str(r["seed"]) for r in runs)
-        for nfe in NFE[:1] if runs[0]["changes"].get("type") == "regression" else NFE:
-            lines.append(f"| `{name}` | {seeds} | {nfe} | {spread(runs, 'mae_cm', nfe, '.2f')} "
+        defaults = ", ".join("-" if r.get("default_nfe") is None else str(r["default_nfe"]) for r in runs)
+        nfes = sorted(runs[0]["scores"][terrain])
+        for nfe in nfes[:1] if runs[0]["changes"].get("type") == "regression" else nfes:
+            lines.append(f"| `{name}` | {seeds} | {defaults} | {nfe} | {spread(runs, 'mae_cm', nfe, '.2f')} "
                          f"| {spread(runs, 'nse_pooled', nfe, '.3f')} | {spread(runs, 'csi_pooled', nfe, '.3f')} "
                          f"| {spread(runs, 'dry_cm', nfe, '.2f')} | {spread(runs, 'volume_error', nfe, '+.1%')} |")
     return head + "\n".join(lines)
@@ -258,6 +265,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per variant (the workflow's train: 1)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--retrain", action="store_true", help="train even where a matching model.pt exists")
+    p.add_argument("--nfe", type=int, nargs="+", default=list(NFE),
+                   help="NFE to score (default: 1 10; the workflow scores 1 2 5 10); tables: the smallest / largest")
     p.add_argument("--seeds", type=int, nargs="+", default=None,
                    help="train every variant once per seed and report the spread (default: the experiment's seed)")
     p.add_argument("--markdown", default=str(_report.BENCHMARKS_MD), help="the benchmarks page to write")
@@ -276,7 +285,7 @@ def main() -> None:
     seeds = a.seeds or [None]
     runs = [(n, s) for n in names for s in seeds]
     for n, s in runs:  # every variant's options checked before any training
-        variant_config(base, n, a.steps, a.eval_hours, s)
+        variant_config(base, n, a.steps, a.eval_hours, s, a.nfe)
 
     from piff import logs
 
@@ -285,17 +294,17 @@ def main() -> None:
     args = (base, a.dataset, a.out_dir, a.steps, a.eval_hours, a.threads, a.device, a.retrain)
     if a.jobs > 1:
         with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_variant, n, *args, s) for n, s in runs]
+            futures = [pool.submit(run_variant, n, *args, s, a.nfe) for n, s in runs]
             rows = [f.result() for f in futures]
     else:
-        rows = [run_variant(n, *args, s) for n, s in runs]
+        rows = [run_variant(n, *args, s, a.nfe) for n, s in runs]
     wall = time.monotonic() - t0
     Path(a.out_dir).mkdir(parents=True, exist_ok=True)
     (Path(a.out_dir) / "ablation.json").write_text(json.dumps(rows, indent=2) + "\n")
 
     steps = sorted({r["steps"] for r in rows})
     terrains = list(rows[0]["scores"])
-    n_maps = " and ".join(f"{rows[0]['scores'][t][NFE[0]]['n_maps']} {t}-terrain" for t in terrains)
+    n_maps = " and ".join(f"{next(iter(rows[0]['scores'][t].values()))['n_maps']} {t}-terrain" for t in terrains)
     setting = (f"trained for {'/'.join(map(str, steps))} steps on `{a.dataset}` ({a.threads} torch "
                f"thread{'s' if a.threads > 1 else ''} per run, {a.jobs} at a time; {wall / 60:.1f} min in all), "
                f"then scored on its {n_maps} held-out test maps per NFE with the EMA weights (Euler sampler)")
@@ -313,7 +322,8 @@ def main() -> None:
         section = ("ablation-seeds", "Seed spread of the headline comparison (issue 12)")
     else:
         body = (f"Every variant is experiment `{a.experiment}` of `{Path(a.config).name}` with the options in the "
-                f"second column, {setting}. Cells: NFE 1 / NFE 10 (the regression: one shot).\n\n"
+                f"second column, {setting}. Cells: NFE {min(a.nfe)} / NFE {max(a.nfe)} (the regression: one "
+                f"shot).\n\n"
                 + "\n\n".join(f"**{t.capitalize()} terrain**\n\n{table(rows, t)}" for t in terrains) + "\n\n"
                 f"{legend} Train s / 100 steps: median optimiser step time x 100. Outputs (model, loss curve, "
                 f"samples, metrics.csv with the error anatomy) in `{a.out_dir}/<variant>/`.")
