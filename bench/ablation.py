@@ -200,7 +200,7 @@ def run_variant(name: str, base: dict, dataset: str, out_dir: str, steps, eval_h
             "dry_cm": 100 * dry[terrain].get(nfe, dry[terrain][min(dry[terrain])]),
             "volume_error": m["volume_error"], "n_maps": m["n_maps"]}
     log.info("%s: done (train %.0f s, sample + score %.0f s)", work.name, train_s, score_s)
-    return {"name": name, "seed": cfg.seed, "default_nfe": recorded.get("default_nfe", {}).get("nfe"),
+    return {"name": name, "seed": cfg.seed, "default_nfe": (recorded.get("default_nfe") or {}).get("nfe"),
             "what": VARIANTS[name][1], "changes": VARIANTS[name][0], "steps": cfg.steps,
             "train_s": train_s if not reuse else sum(step_s), "s_per_100_steps": 100 * float(np.median(step_s)),
             "final_loss": final_loss, "score_s": score_s, "scores": scores, "reused": reuse}
