@@ -232,8 +232,8 @@ def table(rows: list[dict], terrain: str) -> str:
 def seed_table(rows: list[dict], terrain: str) -> str:
     """Each variant's mean (min to max) over its seeds at every scored NFE (the regression: one
     shot), and the default NFE each seed's model recorded (piff.evaluation.default_nfe)."""
-    def spread(runs, key, nfe, spec, scale=1.0):
-        x = np.array([scale * r["scores"][terrain][nfe][key] for r in runs])
+    def spread(runs, key, nfe, spec):
+        x = np.array([r["scores"][terrain][nfe][key] for r in runs])
         return f"{_fmt(float(x.mean()), spec)} ({_fmt(float(x.min()), spec)} to {_fmt(float(x.max()), spec)})"
 
     head = ("| variant | seeds | default NFE, per seed | NFE | MAE cm | pooled NSE | CSI@0.1 (pooled) "
@@ -332,6 +332,7 @@ def main() -> None:
     if not a.no_write:
         _report.BENCHMARKS_MD = Path(a.markdown)
         _report.write_section(*section, body)
+
 
 if __name__ == "__main__":
     main()
