@@ -259,18 +259,26 @@ def test_hours_in_one_pass_equal_hours_alone(trained, tile):
 
 
 def test_inference_plan(trained, monkeypatch):
-    """Whole domain when the padded DEM fits the memory and attention budgets, else tiles of
-    the training map size; an explicit tile forces tiles."""
-    assert P.inference_plan(trained, (44, 52)) == P.InferencePlan(True, (48, 56), P.CPU_CELLS_PER_CALL // (48 * 56))
+    """Whole domain when the padded DEM fits the memory budget (and, with global attention, the
+    attention budget), else tiles of the training map size; an explicit tile forces tiles.
+    Self-attention runs in windows of the training map size on larger maps by default."""
+    per_call = P.CPU_CELLS_PER_CALL // (48 * 56)
+    assert P.inference_plan(trained, (44, 52)) == P.InferencePlan(True, (48, 56), per_call, (16, 16))
+    assert P.inference_plan(trained, (44, 52), attention="global") == P.InferencePlan(True, (48, 56), per_call)
     assert P.inference_plan(trained, (44, 52), device="cuda").maps_per_call == P.MAX_CELLS_PER_CALL // (48 * 56)
-    assert P.inference_plan(trained, (10, 13)).window == (16, 16)  # never below the training map size
-    assert P.inference_plan(trained, (44, 52), tile=(16, 24), batch_size=5) == P.InferencePlan(False, (16, 24), 5)
-    # attention at 1/4 resolution: 256x256 is 4096 tokens, 264x256 is more
-    assert P.inference_plan(trained, (256, 256)).whole
-    assert P.inference_plan(trained, (260, 256)) == P.InferencePlan(False, (16, 16), P.CPU_CELLS_PER_CALL // 256)
+    small = P.inference_plan(trained, (10, 13))
+    assert small.window == (16, 16) and small.attention_window is None  # never below the training map size
+    assert P.inference_plan(trained, (44, 52), tile=(16, 24), batch_size=5) == P.InferencePlan(False, (16, 24), 5,
+                                                                                             (16, 16))
+    assert P.inference_plan(trained, (44, 52), tile=16).attention == "global"  # a tile of the training size
+    # global attention at 1/4 resolution: 256x256 is 4096 tokens, 264x256 is more; windows have no such limit
+    assert P.inference_plan(trained, (256, 256), attention="global").whole
+    assert P.inference_plan(trained, (260, 256), attention="global") == P.InferencePlan(
+        False, (16, 16), P.CPU_CELLS_PER_CALL // 256)
+    assert P.inference_plan(trained, (260, 256)).attention == "windows of 16x16 cells"
     monkeypatch.setattr(P, "MAX_CELLS_PER_CALL", 1000)
     assert P.inference_plan(trained, (44, 52), device="cuda") == P.InferencePlan(False, (16, 16), 3)
-    for bad in (dict(tile=12), dict(batch_size=0)):
+    for bad in (dict(tile=12), dict(batch_size=0), dict(attention="local")):
         with pytest.raises(PiffInputError):
             P.inference_plan(trained, (44, 52), **bad)
 
@@ -454,3 +462,27 @@ def test_the_spm_analysis_is_reused_for_the_same_dem_only():
     assert not np.array_equal(a, c)
     P._SPM_CACHE.clear()
     np.testing.assert_array_equal(P.prior_maps(other, rain, [3, 6]), c)
+
+
+def test_precision_auto_is_bf16_where_native_and_bf16_maps_stay_close(trained):
+    """``precision``: fp32 is the float32 network; bf16 runs it under bfloat16 autocast (emulated
+    on a CPU without native bf16, so the test runs anywhere); auto picks bf16 exactly where the
+    CPU has it natively. The bf16 maps stay within a few millimetres of the float32 ones (the
+    output layer is float32), and the output says which arithmetic made them."""
+    from piff.model.trained import inference_dtype, native_bf16
+
+    terrain = georeferenced(24, seed=8)
+    kw = dict(nfe=2, sampler="euler")
+    fp32 = P.predict_maps(trained, terrain, RAIN, [3, 6], precision="fp32", **kw)
+    bf16 = P.predict_maps(trained, terrain, RAIN, [3, 6], precision="bf16", **kw)
+    auto = P.predict_maps(trained, terrain, RAIN, [3, 6], **kw)
+    assert (fp32.attrs["precision"], bf16.attrs["precision"]) == ("float32", "bfloat16 autocast")
+    assert auto.attrs["precision"] == ("bfloat16 autocast" if native_bf16("cpu") else "float32")
+    same = bf16 if native_bf16("cpu") else fp32
+    np.testing.assert_array_equal(auto["depth_mean"].values, same["depth_mean"].values)
+    a, b = fp32["depth_mean"].values, bf16["depth_mean"].values
+    assert not np.array_equal(a, b)  # bf16 did run
+    assert np.abs(a - b).max() <= max(0.01, 0.02 * np.ptp(a))
+    assert inference_dtype("fp32", "cpu") is None and inference_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(PiffInputError, match="--precision"):
+        inference_dtype("fp16", "cpu")

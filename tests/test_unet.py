@@ -134,3 +134,94 @@ def test_eval_mode_disables_dropout_inside_and_restores_the_mode():
     with eval_mode(model):
         assert not any(m.training for m in model.modules())
     assert not any(m.training for m in model.modules())
+
+
+# ------------------------------------------------------------------ windowed self-attention
+def _transformer(seed=0):
+    from piff.model.attention import SpatialTransformer
+
+    torch.manual_seed(seed)
+    block = SpatialTransformer(16, heads=2, head_dim=8, context_dim=12, norm_groups=8)
+    _wake_zero_init(block, seed)
+    return block.eval()
+
+
+def _window_reference(block, x, context, wh, ww):
+    """What windowed attention must be: the transformer blocks run on each window's tokens alone
+    (windows from the top-left corner, the last ones cut short by the map's edge)."""
+    y = block.proj_in(block.norm(x))
+    out = torch.zeros_like(y)
+    for i in range(0, y.shape[2], wh):
+        for j in range(0, y.shape[3], ww):
+            part = y[:, :, i:i + wh, j:j + ww]
+            tokens = part.flatten(2).transpose(1, 2)
+            for layer in block.blocks:
+                tokens = layer(tokens, context)
+            out[:, :, i:i + wh, j:j + ww] = tokens.transpose(1, 2).reshape(part.shape)
+    return x + block.proj_out(out)
+
+
+@pytest.mark.parametrize("shape", [(16, 24), (10, 13)])  # whole windows; windows cut by the edge (masked padding)
+def test_windowed_self_attention_is_attention_within_each_window(shape):
+    block = _transformer()
+    g = torch.Generator().manual_seed(1)
+    x, context = torch.randn(2, 16, *shape, generator=g), torch.randn(2, 5, 12, generator=g)
+    with torch.no_grad():
+        full = block(x, context)
+        block.window = (8, 8)
+        windowed = block(x, context)
+        expected = _window_reference(block, x, context, 8, 8)
+    torch.testing.assert_close(windowed, expected, rtol=1e-5, atol=1e-5)
+    assert (windowed - full).abs().max() > 1e-3  # the windows change the result: the test can see them
+
+
+def test_a_map_no_larger_than_the_window_keeps_global_attention():
+    block = _transformer()
+    g = torch.Generator().manual_seed(2)
+    x, context = torch.randn(1, 16, 8, 6, generator=g), torch.randn(1, 5, 12, generator=g)
+    with torch.no_grad():
+        full = block(x, context)
+        block.window = (8, 8)
+        torch.testing.assert_close(block(x, context), full, rtol=0, atol=0)
+
+
+def test_attention_windows_scale_with_each_site_and_are_restored():
+    """The window is given in map cells; each site gets cells // its downsampling, the
+    training-size map is unchanged by it, a larger map is not, and the block restores global
+    attention on exit."""
+    from piff.model.attention import SpatialTransformer
+
+    model = build_model(ModelConfig.from_preset("tiny")).eval()  # attention at 1/4 and 1/8
+    _wake_zero_init(model)
+    sites = [m for m in model.modules() if isinstance(m, SpatialTransformer)]
+    assert {m.ds for m in sites} == {4, 8}
+    (small, _, _), t, rain = _inputs(1, 32, 32)
+    (large, z, s), _, _ = _inputs(1, 64, 96)
+
+    def run(x):  # x_t; the DEM and prior maps cropped to its size
+        return model(x, t, z[..., :x.shape[-2], :x.shape[-1]], s[..., :x.shape[-2], :x.shape[-1]], rain)
+    with torch.no_grad():
+        global_small, global_large = run(small), run(large)
+        with model.attention_windows((32, 32)):
+            assert {(m.ds, m.window) for m in sites} == {(4, (8, 8)), (8, (4, 4))}
+            torch.testing.assert_close(run(small), global_small, rtol=0, atol=0)
+            assert (run(large) - global_large).abs().max() > 1e-4
+        assert all(m.window is None for m in sites)
+        torch.testing.assert_close(run(large), global_large, rtol=0, atol=0)
+
+
+def test_the_output_layer_stays_float32_under_bf16_autocast():
+    """Under bfloat16 autocast (piff predict's precision auto/bf16) the network's inner layers run
+    in bf16 but the output layer in float32: the result is a float32 map close to the float32
+    network's, not one rounded to bf16's 3 significant digits."""
+    model = build_model(ModelConfig.from_preset("tiny")).eval()
+    _wake_zero_init(model)
+    (x, z, s), t, rain = _inputs(1, 32, 32)
+    with torch.no_grad():
+        full = model(x, t, z, s, rain)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(x, t, z, s, rain)
+    assert full.dtype == half.dtype == torch.float32
+    assert (half - full).abs().max() < 0.05 * full.abs().max()
+    rounded = half.to(torch.bfloat16).float()
+    assert (rounded != half).any()  # values bf16 cannot hold: the last layer ran in float32

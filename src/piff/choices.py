@@ -26,6 +26,16 @@ DEPTH_LOSSES = ("none", "l1", "wet_l1")
 # The prior map fed to the network as an extra channel (a prior, whichever model made it).
 PRIORS = ("spm", "coarse")
 
+# Self-attention on a map larger than the training maps (piff predict): within windows of the
+# training map size (the default: each token attends to as many neighbours as in training, cost
+# linear in the area), or over the whole map. Measured in docs/benchmarks.md.
+ATTENTION_MODES = ("windows", "global")
+
+# Arithmetic of the network at inference (piff predict, test-set sampling): bfloat16 autocast
+# where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or AVX-512 BF16),
+# else float32 ("auto"); or forced. Measured in docs/benchmarks.md.
+PRECISIONS = ("auto", "fp32", "bf16")
+
 # Fluxes in the physics loss's continuity residual (piff.model.physics, docs/architecture.md).
 PHYSICS_FLUX_MODES = ("data", "scaled")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from piff.atomic import check_output
 from piff.cf import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
-from piff.choices import SAMPLERS
+from piff.choices import ATTENTION_MODES, PRECISIONS, SAMPLERS
 from piff.commands import positive_float, positive_int, torch_device
 from piff.errors import PiffInputError
 
@@ -62,6 +62,12 @@ def add_arguments(parser) -> None:
                         help="run the network on overlapping tiles of this size (a multiple of the U-Net's size "
                              "multiple); default: the whole DEM at once when it fits, else tiles of the training "
                              "map size")
+    parser.add_argument("--attention", choices=ATTENTION_MODES, default=ATTENTION_MODES[0],
+                        help="self-attention on a DEM larger than the training maps: within windows of the training "
+                             "map size (default; cost linear in the area) or over the whole DEM (global)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="the network's arithmetic: auto (default) = bfloat16 where the device computes it "
+                             "natively (a CPU with AMX or AVX-512 BF16, a CUDA GPU with bf16), else float32")
     parser.add_argument("--overlap", type=float, default=0.25, metavar="F",
                         help="overlapping fraction of neighbouring tiles (default 0.25)")
     parser.add_argument("--resample", action="store_true",
@@ -136,7 +142,8 @@ def run(args) -> int:
     ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
-                        elevation_offset_m=offset, progress=not args.no_progress, source=args.dem)
+                        elevation_offset_m=offset, attention=args.attention, precision=args.precision,
+                        progress=not args.no_progress, source=args.dem)
     ds.attrs.update({"dem": str(args.dem), "dem_cell_size_m": float(native_dx), "rainfall_file": str(args.rain),
                      "scenario": "" if args.scenario is None else str(args.scenario),
                      "resampled": int(terrain.dx != native_dx)})
@@ -160,6 +167,7 @@ def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, off
                                    sampler=sampler, seed=args.seed, device=args.device, batch_size=args.batch_size,
                                    boundary=boundary, overlap=args.overlap, tile=args.tile,
                                    coarse_factor=args.coarse_factor, elevation_offset_m=offset,
+                                   attention=args.attention, precision=args.precision,
                                    progress=not args.no_progress, source=args.dem)
     products = E.ensemble_products(maps.reshape((-1,) + maps.shape[2:]), hours)
     ds = ensemble_dataset(terrain, hours, members.rain, members.ids, products, P.THRESHOLDS_M, E.QUANTILES)

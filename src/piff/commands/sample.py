@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from piff.choices import EXPERIMENT_TYPES, SAMPLERS, TRAINED_KINDS
+from piff.choices import EXPERIMENT_TYPES, PRECISIONS, SAMPLERS, TRAINED_KINDS
 from piff.commands import json_object, positive_int, torch_device
 from piff.errors import PiffInputError
 
@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--experiment", default="", help="experiment name, for the metadata")
     p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="the network's arithmetic (as piff predict): auto = bfloat16 where the device computes "
+                        "it natively, else float32")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--out", required=True, help="results/<name>/samples.nc")
 
@@ -49,7 +52,8 @@ def run(args) -> int:
     ds = sample_test_set(args.dataset, kind=args.kind, model_path=args.model, nfe=opts.get("nfe", [1, 2, 5, 10]),
                          sampler=opts.get("sampler", "euler"), members=int(opts.get("members", 1)),
                          seed=int(opts.get("seed", 0)), hours=opts.get("hours"), batch_size=args.batch_size,
-                         device=str(resolve_device(args.device)), experiment=args.experiment)
+                         device=str(resolve_device(args.device)), experiment=args.experiment,
+                         precision=args.precision)
     write_netcdf(ds, args.out)
     log.info("wrote %s", args.out)
     return 0

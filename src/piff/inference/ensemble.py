@@ -42,7 +42,8 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
                     sampler: str = "euler", seed: int = 0, member_keys=None, device="cpu",
                     batch_size: int | None = None, boundary=P.DEFAULT_BOUNDARY, overlap: float = P.DEFAULT_OVERLAP,
                     tile=None, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
-                    progress: bool = False, source=None) -> tuple[np.ndarray, dict]:
+                    attention: str = P.DEFAULT_ATTENTION, precision: str = "auto", progress: bool = False,
+                    source=None) -> tuple[np.ndarray, dict]:
     """Depth maps [m] of every (rain member, bridge sample) at ``hours``.
 
     rain_members : (M, T) hourly intensities [mm/h], one row per member.
@@ -67,7 +68,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     stochastic = trained.kind == "piff" and sampler in STOCHASTIC_SAMPLERS
     samples = max(1, int(samples)) if stochastic else 1
     device = P.resolve_device(device)
-    plan = P.inference_plan(trained, terrain.shape, tile, batch_size, device)
+    plan = P.inference_plan(trained, terrain.shape, tile, batch_size, device, attention)
     n_members, n_hours = len(rain), len(hours)
 
     valid = terrain.valid_mask()
@@ -91,7 +92,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     from tqdm import tqdm
 
     with (tqdm(total=n_tiles * n_groups * samples, desc="ensemble", unit="map", disable=not progress) as bar,
-          trained.inference()):
+          trained.inference(plan.attention_window, precision)):
         fn = P._MapSampler(trained, windows, hours * n_members, nfe=nfe, sampler=sampler, members=samples,
                            stochastic=stochastic, seed=seed, device=device, maps_per_call=plan.maps_per_call,
                            thresholds=P.THRESHOLDS_M, progress=bar.update, keys=group_keys, keep_maps=True)
@@ -103,7 +104,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     maps = maps.reshape((n_members, n_hours, samples) + terrain.shape).transpose(0, 2, 1, 3, 4).astype(np.float32)
     maps[..., ~valid] = np.nan
     info = P._provenance(trained, nfe, sampler, samples, seed, device, trained.prior, boundary, coarse_factor,
-                         plan, overlap, n_tiles, elevation_offset_m, terrain.dx)
+                         plan, overlap, n_tiles, elevation_offset_m, terrain.dx, precision)
     info.update({"rain_members": int(n_members), "bridge_samples_per_member": int(samples),
                  "forecast_members": int(n_members * samples),
                  "member_noise": "bridge noise seeded per (rain member, sample, window), the same at every hour"})

@@ -55,13 +55,13 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from piff.choices import PRIORS, SAMPLERS, STOCHASTIC_SAMPLERS
+from piff.choices import ATTENTION_MODES, PRIORS, SAMPLERS, STOCHASTIC_SAMPLERS
 from piff.data.outputs import prediction_dataset
 from piff.errors import PiffInputError
 from piff.hydro.storms import rain_window
 from piff.hydro.terrain import Terrain
 from piff.inference import tiling
-from piff.model.trained import TrainedModel, resolve_device
+from piff.model.trained import TrainedModel, network_precision, resolve_device
 from piff.units import M2_PER_KM2
 
 THRESHOLDS_M = (0.1, 0.3, 0.5)
@@ -83,6 +83,7 @@ CPU_CELLS_PER_CALL = 2 ** 16
 # this many tokens. The tiny preset (attention at 1/4 resolution) runs a 256x256 map (4096
 # tokens) as fast as its 25 overlapping 64x64 tiles, a 512x512 one 1.7x slower (CPU).
 MAX_WHOLE_DOMAIN_TOKENS = 4096
+DEFAULT_ATTENTION = ATTENTION_MODES[0]  # windows of the training map size (piff.choices)
 # Elevations more than this many training standard deviations from the training mean are far
 # outside what the network saw (e.g. a DEM on another vertical datum): warn.
 ELEVATION_WARN_STD = 4.0
@@ -296,28 +297,43 @@ class InferencePlan:
     whole: bool  # the whole (padded) DEM in one window; else overlapping tiles
     window: tuple[int, int]  # the maps the network sees: the padded DEM or a tile
     maps_per_call: int
+    # map cells within which self-attention runs (the training map size), or None: the whole window
+    attention_window: tuple[int, int] | None = None
 
     @property
     def mode(self) -> str:
         return "whole-domain" if self.whole else "tiled"
 
+    @property
+    def attention(self) -> str:
+        """``global`` or ``windows of HxW cells`` (the output's ``attention`` attribute)."""
+        if self.attention_window is None:
+            return "global"
+        return f"windows of {self.attention_window[0]}x{self.attention_window[1]} cells"
+
 
 def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | None = None,
-                   device="cpu") -> InferencePlan:
+                   device="cpu", attention: str = DEFAULT_ATTENTION) -> InferencePlan:
     """Whole-domain inference when the DEM, padded up to the U-Net's size multiple and at least
-    to the training map size (the size the network knows), fits ``MAX_CELLS_PER_CALL`` and
-    ``MAX_WHOLE_DOMAIN_TOKENS``; otherwise tiles of the training map size. A ``tile`` forces
-    tiles of that size. ``batch_size``: maps per network call, default as many as
-    ``MAX_CELLS_PER_CALL`` allows (``CPU_CELLS_PER_CALL`` on the CPU)."""
+    to the training map size (the size the network knows), fits ``MAX_CELLS_PER_CALL`` (and,
+    with global attention, ``MAX_WHOLE_DOMAIN_TOKENS``); otherwise tiles of the training map
+    size. A ``tile`` forces tiles of that size. ``attention`` (ATTENTION_MODES): ``windows``
+    runs self-attention within windows of the training map size on a larger whole domain,
+    ``global`` over the whole domain; tiles are never larger than the training maps unless
+    ``tile`` says so, and then ``windows`` applies to them too. ``batch_size``: maps per network
+    call, default as many as ``MAX_CELLS_PER_CALL`` allows (``CPU_CELLS_PER_CALL`` on the CPU)."""
+    if attention not in ATTENTION_MODES:
+        raise PiffInputError("--attention", f"{attention!r} is not one of {', '.join(ATTENTION_MODES)}")
     config = trained.model.config
     step = config.size_multiple
+    trained_shape = tuple(int(t) for t in trained.meta["grid_shape"])
     whole = False
     if tile is None:
-        window = tuple(max(int(t), -(-int(n) // step) * step) for n, t in zip(shape, trained.meta["grid_shape"]))
+        window = tuple(max(t, -(-int(n) // step) * step) for n, t in zip(shape, trained_shape))
         # the finest attention site (the middle block attends at 1 / step)
         ds = min([d for d in config.attention_ds if d <= step] + [step])
         whole = (window[0] * window[1] <= MAX_CELLS_PER_CALL
-                 and (window[0] // ds) * (window[1] // ds) <= MAX_WHOLE_DOMAIN_TOKENS)
+                 and (attention == "windows" or (window[0] // ds) * (window[1] // ds) <= MAX_WHOLE_DOMAIN_TOKENS))
     if not whole:
         window = _check_tile(trained, tile)
     if batch_size is None:
@@ -325,7 +341,9 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
         batch_size = max(1, cells // (window[0] * window[1]))
     elif int(batch_size) < 1:
         raise PiffInputError("--batch-size", f"must be at least 1, got {batch_size}")
-    return InferencePlan(whole, window, int(batch_size))
+    larger = window[0] > trained_shape[0] or window[1] > trained_shape[1]
+    return InferencePlan(whole, window, int(batch_size),
+                         trained_shape if attention == "windows" and larger else None)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -333,7 +351,8 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
                  members: int = 1, seed: int = 0, device="cpu", batch_size: int | None = None, *,
                  boundary=DEFAULT_BOUNDARY, overlap: float = DEFAULT_OVERLAP, tile=None,
                  thresholds=THRESHOLDS_M, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
-                 progress: bool = False, source=None) -> xr.Dataset:
+                 attention: str = DEFAULT_ATTENTION, precision: str = "auto", progress: bool = False,
+                 source=None) -> xr.Dataset:
     """Flood-depth maps [m] of ``terrain`` for the forecast ``rain_mm_per_h`` at ``hours``.
 
     trained : a :class:`piff.model.trained.TrainedModel` (``load_trained``).
@@ -358,6 +377,10 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     coarse_factor : coarsening of the coarse dynamic prior (models trained with prior "coarse").
     elevation_offset_m : metres added to the DEM before the network only (not to the prior), to
         bring a DEM on another vertical datum into the training range.
+    attention : ``windows`` (self-attention within windows of the training map size on a larger
+        map) or ``global`` (over the whole map); see :func:`inference_plan`.
+    precision : the network's arithmetic, ``auto`` (bf16 autocast where the device computes it
+        natively, else float32), ``fp32`` or ``bf16`` (``TrainedModel.inference``).
     source : name of the DEM in error messages (default: ``terrain.name``).
 
     Returns an xarray Dataset (CF-1.10): ``depth_mean``, ``depth_std`` (time, y, x) [m],
@@ -372,7 +395,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     stochastic = trained.kind == "piff" and sampler in STOCHASTIC_SAMPLERS
     members = max(1, int(members)) if stochastic else 1
     device = resolve_device(device)
-    plan = inference_plan(trained, terrain.shape, tile, batch_size, device)
+    plan = inference_plan(trained, terrain.shape, tile, batch_size, device, attention)
 
     valid = terrain.valid_mask()
     uses_prior = trained.prior != "none"
@@ -386,7 +409,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     n_tiles = 1 if plan.whole else len(tiling.tile_windows(terrain.shape, plan.window, overlap))
 
     with (tqdm(total=n_tiles * len(hours) * members, desc="predict", unit="map", disable=not progress) as bar,
-          trained.inference()):
+          trained.inference(plan.attention_window, precision)):
         fn = _MapSampler(trained, windows, hours, nfe=nfe, sampler=sampler, members=members, stochastic=stochastic,
                          seed=seed, device=device, maps_per_call=plan.maps_per_call, thresholds=thresholds,
                          progress=bar.update)
@@ -401,7 +424,8 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
 
     ds = prediction_dataset(terrain, hours, rain, windows, mean, std, p, priors if uses_prior else None, thresholds)
     ds.attrs.update(_provenance(trained, nfe, sampler, members, seed, device, trained.prior,
-                                boundary, coarse_factor, plan, overlap, n_tiles, elevation_offset_m, terrain.dx))
+                                boundary, coarse_factor, plan, overlap, n_tiles, elevation_offset_m, terrain.dx,
+                                precision))
     ds.attrs["wall_time_s"] = time.perf_counter() - t_start
     return ds
 
@@ -423,16 +447,18 @@ def _check_request(trained, terrain, rain_mm_per_h, hours, nfe, sampler, overlap
 
 
 def _provenance(trained, nfe, sampler, members, seed, device, prior, boundary, coarse_factor, plan, overlap,
-                n_tiles, elevation_offset_m, dx) -> dict:
+                n_tiles, elevation_offset_m, dx, precision) -> dict:
     """Global attributes saying how the maps were made (netCDF attributes: numbers and strings)."""
     piff = trained.kind == "piff"
     return {
         "model": str(trained.path), "model_fingerprint": str(trained.meta.get("fingerprint", "")),
         "model_kind": trained.kind, "model_step": int(trained.meta.get("step", -1)),
         "nfe": int(nfe if piff else 1), "sampler": sampler if piff else "none", "members": int(members),
-        "seed": int(seed), "device": str(device), "prior": prior, "prior_boundary": str(boundary),
+        "seed": int(seed), "device": str(device), "precision": network_precision(precision, device),
+        "prior": prior, "prior_boundary": str(boundary),
         "coarse_factor": int(coarse_factor) if prior == "coarse" else 0,
-        "inference": plan.mode, "tile": list(plan.window), "tile_overlap": 0.0 if plan.whole else float(overlap),
+        "inference": plan.mode, "attention": plan.attention, "tile": list(plan.window),
+        "tile_overlap": 0.0 if plan.whole else float(overlap),
         "tiles_per_hour": int(n_tiles), "maps_per_call": int(plan.maps_per_call),
         "nodata_fill": "highest valid elevation (nodata cells are walls)",
         "elevation_offset_m": float(elevation_offset_m), "cell_size_m": float(dx),

@@ -22,13 +22,16 @@ from piff.choices import BASELINE_KINDS, EXPERIMENT_TYPES, STOCHASTIC_SAMPLERS, 
 from piff.data import format as fmt
 from piff.data.torch_dataset import FloodMapDataset
 from piff.errors import PiffInputError
+from piff.model.trained import network_precision
 
 log = logging.getLogger("piff.sample")
 
 
 def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 10), sampler="euler", members=1,
-                    seed=0, hours=None, batch_size=32, device="cpu", experiment="", split="test") -> xr.Dataset:
-    """Predictions (nfe, member, dem, storm, time, y, x) in metres for one split (default test)."""
+                    seed=0, hours=None, batch_size=32, device="cpu", experiment="", split="test",
+                    precision="auto") -> xr.Dataset:
+    """Predictions (nfe, member, dem, storm, time, y, x) in metres for one split (default test).
+    ``precision``: the network's arithmetic (``piff.model.trained.TrainedModel.inference``)."""
     if kind not in EXPERIMENT_TYPES:
         raise PiffInputError("kind", f"{kind!r} is not one of {EXPERIMENT_TYPES}")
     trained = None
@@ -55,7 +58,7 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
     # on the model's device, so that GPU sampling is reproducible too
     gen = torch.Generator(device=device).manual_seed(int(seed))
     # the fast inference path of piff predict, so that seconds_per_map is what a user gets
-    with trained.inference() if trained else nullcontext():
+    with trained.inference(precision=precision) if trained else nullcontext():
         for k, n in enumerate(nfe):
             t0 = time.perf_counter()
             for start in range(0, len(data), batch_size):
@@ -93,6 +96,7 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
         "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path),
         "sampler": sampler if trained else "",
         "seed": int(seed), "device": str(device),
+        "precision": network_precision(precision, device) if trained else "",
         "model": str(model_path or ""), "model_fingerprint": trained.meta["fingerprint"] if trained else "",
         "prior": prior, "cell_size_m": float(ds_in.attrs["cell_size_m"]),
     })

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from piff.model.attention import SpatialTransformer
 from piff.model.config import ModelConfig
 from piff.model.rain_encoder import RainfallEncoder
 from piff.model.unet import UNet
@@ -43,6 +44,21 @@ class ConditionedNet(nn.Module):
     def prior_input(self, normaliser, prior_m: torch.Tensor | None) -> torch.Tensor | None:
         """The prior channel (SPM or coarse prior) in model space, or None when the model does not use it."""
         return normaliser.to_model_prior(prior_m) if self.config.use_prior else None
+
+    @contextmanager
+    def attention_windows(self, cells: tuple[int, int] | None):
+        """Inside the block, every self-attention site attends within windows of ``cells`` map
+        cells (at a site of downsampling ds: cells // ds tokens) instead of over the whole map;
+        None: over the whole map (as in training). Maps no larger than ``cells`` are unchanged."""
+        sites = [m for m in self.net.modules() if isinstance(m, SpatialTransformer)]
+        before = [m.window for m in sites]
+        for m in sites:
+            m.window = None if cells is None else (max(1, int(cells[0]) // m.ds), max(1, int(cells[1]) // m.ds))
+        try:
+            yield
+        finally:
+            for m, window in zip(sites, before):
+                m.window = window
 
 
 @contextmanager

@@ -107,7 +107,7 @@ class UNet(nn.Module):
 
         def attn(ch):
             return SpatialTransformer(ch, num_heads, head_channels, context_dim, transformer_depth, ff_mult, dropout,
-                                      norm_groups)
+                                      norm_groups, ds=ds)  # ds: the resolution where it is called
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         self.down = nn.ModuleList()
@@ -152,6 +152,11 @@ class UNet(nn.Module):
         h = self.middle(h, emb, context)
         for stage in self.up:
             h = stage(torch.cat([h, skips.pop()], dim=1), emb, context)
+        if h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type):
+            # the output layer in float32 even under autocast: its result is the depth (or
+            # velocity) itself, which bf16 would round to 3 significant digits
+            with torch.autocast(h.device.type, enabled=False):
+                return self.out(h.float())
         return self.out(h)
 
     def _check_size(self, x: torch.Tensor) -> None:
