@@ -109,7 +109,7 @@ class TrainedModel:
 def native_bf16(device) -> bool:
     """Whether ``device`` computes bfloat16 convolutions and matrix products natively: a CUDA GPU
     that supports bf16, or a CPU with AMX tiles or AVX-512 BF16 (oneDNN's bf16 kernels; without
-    them bf16 is emulated and slower than float32)."""
+    them oneDNN has no bf16 instructions to run, so float32 is the safe choice)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
