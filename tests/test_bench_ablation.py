@@ -3,22 +3,13 @@ folder, summarised as the mean and range over the seeds."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from bench_utils import load_bench
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_ablation", BENCH / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("ablation")
 
 
 def _row(name, seed, changes, mae_m_by_nfe, default_nfe=None):

@@ -7,7 +7,6 @@ the same on a machine that has one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench_utils import load_bench
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("train-step", "ddp", "sample", "solver")
@@ -62,9 +62,7 @@ def test_smoke_run_gives_a_number_for_every_part(tmp_path):
 
 
 def test_report_marks_a_part_that_timed_out(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "bench" / "gpu.py")
-    gpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu)
+    gpu = load_bench("gpu")
     gpu.main(["report", "--device", "cpu", "--out", str(tmp_path), "solver=124", "sample=1"])
     data = json.loads((tmp_path / "gpu.json").read_text())
     assert data["parts"]["solver"]["status"] == "timed out"

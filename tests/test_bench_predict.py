@@ -3,25 +3,14 @@ run of each size, with its skill next to its time (a real solver and a real trai
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def _load_bench():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_predict", BENCH / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_utils import load_bench
 
 
 def test_each_inference_mode_and_precision_gets_a_row_with_its_skill(model_path, capsys):
-    bench = _load_bench()
+    bench = load_bench("predict")
     bench.main(["--model", str(model_path), "--sizes", "32", "--nfe", "1", "--repeats", "1", "--pairs", "1",
                 "--inference", "windows", "tiled", "--precision", "fp32", "bf16", "--threads", "1", "--no-write"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 32x32 |")]
@@ -49,7 +38,7 @@ def test_the_default_nfe_is_timed_in_pairs_and_scored_on_its_own_maps(model_path
     fingerprint = load_trained(model).meta["fingerprint"]
     (tmp_path / "metrics.json").write_text(json.dumps({"model_fingerprint": fingerprint, "default_nfe": {"nfe": 2},
                                                        "metrics": {}}))
-    bench = _load_bench()
+    bench = load_bench("predict")
     bench.main(["--model", str(model), "--sizes", "32", "--nfe", "1", "--repeats", "1", "--pairs", "2",
                 "--precision", "fp32", "--threads", "1", "--no-write"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 32x32 |")]
