@@ -207,10 +207,11 @@ def test_whole_domain_agrees_with_tiles(trained):
     """A 44x52 DEM with a nodata box, larger than the 16x16 training maps and not a multiple of
     the U-Net's 8 (padded to 48x56), predicted whole (the default) and on blended 16x16 tiles.
 
-    The two are not bit-identical and should not be: whole, the group normalisation and the
-    attention see the whole DEM instead of 16x16 windows, the reflected padding sits elsewhere,
-    and the tiles are blended. Measured with this model: max |whole - tiled| 1.0e-4 of the depth
-    range (0.3 mm of 2.9 m), mean 6.6e-5 m, against a mean difference of 0.10 m between
+    The two are not bit-identical and should not be: whole, the group normalisation sees the
+    whole DEM instead of 16x16 windows (the attention attends within 16x16 windows, but not the
+    tiles' windows), the reflected padding sits elsewhere, and the tiles are blended. Measured
+    with this model: max |whole - tiled| 1.0e-4 of the depth range (0.3 mm of 2.9 m), mean
+    6.6e-5 m, against a mean difference of 0.10 m between
     neighbouring cells; the bounds leave 2-3x room. This 4-step model hardly depends on its
     window (its hour-3 and hour-6 maps differ by 1e-8 of the range), so the test checks the
     plumbing (padding, cropping and alignment: a one-cell shift would cost ~0.1 m; nodata), not
