@@ -263,9 +263,11 @@ def test_inference_plan(trained, monkeypatch):
     """Whole domain when the padded DEM fits the memory budget (and, with global attention, the
     attention budget), else tiles of the training map size; an explicit tile forces tiles.
     Self-attention runs in windows of the training map size on larger maps by default."""
-    per_call = P.CPU_CELLS_PER_CALL // (48 * 56)
-    assert P.inference_plan(trained, (44, 52)) == P.InferencePlan(True, (48, 56), per_call, (16, 16))
-    assert P.inference_plan(trained, (44, 52), attention="global") == P.InferencePlan(True, (48, 56), per_call)
+    per_call = P.CPU_CELLS_PER_CALL // (48 * 56)  # float32 on the CPU; bf16 calls hold twice as many cells
+    assert P.inference_plan(trained, (44, 52), precision="fp32") == P.InferencePlan(True, (48, 56), per_call, (16, 16))
+    assert P.inference_plan(trained, (44, 52), precision="bf16").maps_per_call == P.CPU_CELLS_PER_CALL_BF16 // (48 * 56)
+    assert P.inference_plan(trained, (44, 52), attention="global", precision="fp32") == P.InferencePlan(
+        True, (48, 56), per_call)
     assert P.inference_plan(trained, (44, 52), device="cuda").maps_per_call == P.MAX_CELLS_PER_CALL // (48 * 56)
     small = P.inference_plan(trained, (10, 13))
     assert small.window == (16, 16) and small.attention_window is None  # never below the training map size
@@ -274,7 +276,7 @@ def test_inference_plan(trained, monkeypatch):
     assert P.inference_plan(trained, (44, 52), tile=16).attention == "global"  # a tile of the training size
     # global attention at 1/4 resolution: 256x256 is 4096 tokens, 264x256 is more; windows have no such limit
     assert P.inference_plan(trained, (256, 256), attention="global").whole
-    assert P.inference_plan(trained, (260, 256), attention="global") == P.InferencePlan(
+    assert P.inference_plan(trained, (260, 256), attention="global", precision="fp32") == P.InferencePlan(
         False, (16, 16), P.CPU_CELLS_PER_CALL // 256)
     assert P.inference_plan(trained, (260, 256)).attention == "windows of 16x16 cells"
     monkeypatch.setattr(P, "MAX_CELLS_PER_CALL", 1000)

@@ -68,7 +68,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     stochastic = trained.kind == "piff" and sampler in STOCHASTIC_SAMPLERS
     samples = max(1, int(samples)) if stochastic else 1
     device = P.resolve_device(device)
-    plan = P.inference_plan(trained, terrain.shape, tile, batch_size, device, attention)
+    plan = P.inference_plan(trained, terrain.shape, tile, batch_size, device, attention, precision)
     n_members, n_hours = len(rain), len(hours)
 
     valid = terrain.valid_mask()

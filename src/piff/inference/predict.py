@@ -61,7 +61,7 @@ from piff.errors import PiffInputError
 from piff.hydro.storms import rain_window
 from piff.hydro.terrain import Terrain
 from piff.inference import tiling
-from piff.model.trained import TrainedModel, network_precision, resolve_device
+from piff.model.trained import TrainedModel, inference_dtype, network_precision, resolve_device
 from piff.units import M2_PER_KM2
 
 THRESHOLDS_M = (0.1, 0.3, 0.5)
@@ -78,6 +78,10 @@ MAX_CELLS_PER_CALL = 2 ** 20
 # caches): the tiny preset predicts a 256x256 DEM from 64x64 tiles in 9.5 s in calls of 8 tiles,
 # 13.1 s in one call of 100; so CPU calls hold about this many cells.
 CPU_CELLS_PER_CALL = 2 ** 16
+# Under bf16 autocast on a CPU with AMX, twice that: 24 maps of the demo `phy` model (NFE 2) took
+# 15-20 % less in calls of 2^17 cells than of 2^16, at 128 x 128 and at 256 x 256, while in
+# float32 on the same CPU 2^16 stayed the fastest (docs/benchmarks.md, "Maps per network call in bf16").
+CPU_CELLS_PER_CALL_BF16 = 2 ** 17
 # Self-attention's cost grows with the square of its tokens, tiling's linearly (overlaps are
 # computed twice): the whole DEM runs at once only while the finest attention site has at most
 # this many tokens. The tiny preset (attention at 1/4 resolution) runs a 256x256 map (4096
@@ -313,7 +317,7 @@ class InferencePlan:
 
 
 def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | None = None,
-                   device="cpu", attention: str = DEFAULT_ATTENTION) -> InferencePlan:
+                   device="cpu", attention: str = DEFAULT_ATTENTION, precision: str = "auto") -> InferencePlan:
     """Whole-domain inference when the DEM, padded up to the U-Net's size multiple and at least
     to the training map size (the size the network knows), fits ``MAX_CELLS_PER_CALL`` (and,
     with global attention, ``MAX_WHOLE_DOMAIN_TOKENS``); otherwise tiles of the training map
@@ -321,7 +325,8 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
     runs self-attention within windows of the training map size on a larger whole domain,
     ``global`` over the whole domain; tiles are never larger than the training maps unless
     ``tile`` says so, and then ``windows`` applies to them too. ``batch_size``: maps per network
-    call, default as many as ``MAX_CELLS_PER_CALL`` allows (``CPU_CELLS_PER_CALL`` on the CPU)."""
+    call, default as many as ``MAX_CELLS_PER_CALL`` allows (on the CPU ``CPU_CELLS_PER_CALL``,
+    or ``CPU_CELLS_PER_CALL_BF16`` when ``precision`` means bf16 there)."""
     if attention not in ATTENTION_MODES:
         raise PiffInputError("--attention", f"{attention!r} is not one of {', '.join(ATTENTION_MODES)}")
     config = trained.model.config
@@ -337,7 +342,9 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
     if not whole:
         window = _check_tile(trained, tile)
     if batch_size is None:
-        cells = CPU_CELLS_PER_CALL if torch.device(device).type == "cpu" else MAX_CELLS_PER_CALL
+        cells = MAX_CELLS_PER_CALL
+        if torch.device(device).type == "cpu":
+            cells = CPU_CELLS_PER_CALL_BF16 if inference_dtype(precision, device) else CPU_CELLS_PER_CALL
         batch_size = max(1, cells // (window[0] * window[1]))
     elif int(batch_size) < 1:
         raise PiffInputError("--batch-size", f"must be at least 1, got {batch_size}")
@@ -395,7 +402,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     stochastic = trained.kind == "piff" and sampler in STOCHASTIC_SAMPLERS
     members = max(1, int(members)) if stochastic else 1
     device = resolve_device(device)
-    plan = inference_plan(trained, terrain.shape, tile, batch_size, device, attention)
+    plan = inference_plan(trained, terrain.shape, tile, batch_size, device, attention, precision)
 
     valid = terrain.valid_mask()
     uses_prior = trained.prior != "none"
