@@ -168,6 +168,15 @@ def test_netcdf_layout_units_and_provenance(model_path, files, tmp_path, capsys)
         assert ds.attrs["prior"] == "spm" and ds.attrs["nfe"] == 2
         assert ds.attrs["inference"] == "whole-domain" and ds.attrs["tiles_per_hour"] == 1
         assert float(ds["rainfall"][1]) == RAIN[4]
+        assert ds.attrs["attention"] == "windows of 16x16 cells"  # the 48x48 DEM is larger than the training maps
+        default_maps = ds["depth_mean"].values
+    # the CLI's --attention and --precision reach the network and the output's attributes
+    other = tmp_path / "flood_global_fp32.nc"
+    assert run_cli("--model", model_path, "--dem", dem, "--rain", rain, "--hours", "2,5", "--nfe", "2",
+                   "--attention", "global", "--precision", "fp32", "--out", other) == 0
+    with xr.open_dataset(other) as ds:
+        assert (ds.attrs["attention"], ds.attrs["precision"]) == ("global", "float32")
+        assert not np.array_equal(ds["depth_mean"].values, default_maps, equal_nan=True)  # nodata: NaN in both
 
 
 def seam_ratio(d: np.ndarray, tile: int, overlap: float) -> float:
