@@ -274,14 +274,15 @@ def test_inference_plan(trained, monkeypatch):
     Self-attention runs in windows of the training map size on larger maps by default."""
     per_call = P.CPU_CELLS_PER_CALL // (48 * 56)  # float32 on the CPU; bf16 calls hold twice as many cells
     assert P.inference_plan(trained, (44, 52), precision="fp32") == P.InferencePlan(True, (48, 56), per_call, (16, 16))
-    assert P.inference_plan(trained, (44, 52), precision="bf16").maps_per_call == P.CPU_CELLS_PER_CALL_BF16 // (48 * 56)
+    bf16 = P.inference_plan(trained, (44, 52), precision="bf16")
+    assert (bf16.precision, bf16.maps_per_call) == ("bf16", P.CPU_CELLS_PER_CALL_BF16 // (48 * 56))
     assert P.inference_plan(trained, (44, 52), attention="global", precision="fp32") == P.InferencePlan(
         True, (48, 56), per_call)
     assert P.inference_plan(trained, (44, 52), device="cuda").maps_per_call == P.MAX_CELLS_PER_CALL // (48 * 56)
     small = P.inference_plan(trained, (10, 13))
     assert small.window == (16, 16) and small.attention_window is None  # never below the training map size
-    assert P.inference_plan(trained, (44, 52), tile=(16, 24), batch_size=5) == P.InferencePlan(False, (16, 24), 5,
-                                                                                             (16, 16))
+    assert P.inference_plan(trained, (44, 52), tile=(16, 24), batch_size=5, precision="fp32") == P.InferencePlan(
+        False, (16, 24), 5, (16, 16))
     assert P.inference_plan(trained, (44, 52), tile=16).attention == "global"  # a tile of the training size
     # global attention at 1/4 resolution: 256x256 is 4096 tokens, 264x256 is more; windows have no such limit
     assert P.inference_plan(trained, (256, 256), attention="global").whole

@@ -30,11 +30,13 @@ PRIORS = ("spm", "coarse")
 # training map size (the default: each token attends to as many neighbours as in training, cost
 # linear in the area), or over the whole map. Measured in docs/benchmarks.md.
 ATTENTION_MODES = ("windows", "global")
+DEFAULT_ATTENTION = "windows"
 
 # Arithmetic of the network at inference (piff predict, test-set sampling): bfloat16 autocast
 # where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or AVX-512 BF16),
 # else float32 ("auto"); or forced. Measured in docs/benchmarks.md.
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
 
 # Fluxes in the physics loss's continuity residual (piff.model.physics, docs/architecture.md).
 PHYSICS_FLUX_MODES = ("data", "scaled")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from piff.atomic import check_output
 from piff.cf import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
-from piff.choices import ATTENTION_MODES, PRECISIONS, SAMPLERS
+from piff.choices import ATTENTION_MODES, DEFAULT_ATTENTION, DEFAULT_PRECISION, PRECISIONS, SAMPLERS
 from piff.commands import positive_float, positive_int, torch_device
 from piff.errors import PiffInputError
 
@@ -62,10 +62,10 @@ def add_arguments(parser) -> None:
                         help="run the network on overlapping tiles of this size (a multiple of the U-Net's size "
                              "multiple); default: the whole DEM at once when it fits, else tiles of the training "
                              "map size")
-    parser.add_argument("--attention", choices=ATTENTION_MODES, default=ATTENTION_MODES[0],
+    parser.add_argument("--attention", choices=ATTENTION_MODES, default=DEFAULT_ATTENTION,
                         help="self-attention on a DEM larger than the training maps: within windows of the training "
                              "map size (default; cost linear in the area) or over the whole DEM (global)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                         help="the network's arithmetic: auto (default) = bfloat16 where the device computes it "
                              "natively (a CPU with AMX or AVX-512 BF16, a CUDA GPU with bf16), else float32")
     parser.add_argument("--overlap", type=float, default=0.25, metavar="F",

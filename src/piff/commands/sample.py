@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 
-from piff.choices import EXPERIMENT_TYPES, PRECISIONS, SAMPLERS, TRAINED_KINDS
+from piff.choices import DEFAULT_PRECISION, EXPERIMENT_TYPES, PRECISIONS, SAMPLERS, TRAINED_KINDS
 from piff.commands import json_object, positive_int, torch_device
 from piff.errors import PiffInputError
 
@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--experiment", default="", help="experiment name, for the metadata")
     p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda, cuda:1, ... or auto")
     p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
                    help="the network's arithmetic (as piff predict): auto = bfloat16 where the device computes "
                         "it natively, else float32")
     p.add_argument("--threads", type=positive_int, default=None)

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from piff.choices import STOCHASTIC_SAMPLERS
+from piff.choices import DEFAULT_ATTENTION, DEFAULT_PRECISION, STOCHASTIC_SAMPLERS
 from piff.inference import predict as P
 from piff.inference import tiling
 
@@ -42,7 +42,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
                     sampler: str = "euler", seed: int = 0, member_keys=None, device="cpu",
                     batch_size: int | None = None, boundary=P.DEFAULT_BOUNDARY, overlap: float = P.DEFAULT_OVERLAP,
                     tile=None, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
-                    attention: str = P.DEFAULT_ATTENTION, precision: str = "auto", progress: bool = False,
+                    attention: str = DEFAULT_ATTENTION, precision: str = DEFAULT_PRECISION, progress: bool = False,
                     source=None) -> tuple[np.ndarray, dict]:
     """Depth maps [m] of every (rain member, bridge sample) at ``hours``.
 
@@ -92,7 +92,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     from tqdm import tqdm
 
     with (tqdm(total=n_tiles * n_groups * samples, desc="ensemble", unit="map", disable=not progress) as bar,
-          trained.inference(plan.attention_window, precision)):
+          trained.inference(plan.attention_window, plan.precision)):
         fn = P._MapSampler(trained, windows, hours * n_members, nfe=nfe, sampler=sampler, members=samples,
                            stochastic=stochastic, seed=seed, device=device, maps_per_call=plan.maps_per_call,
                            thresholds=P.THRESHOLDS_M, progress=bar.update, keys=group_keys, keep_maps=True)
@@ -104,7 +104,7 @@ def predict_members(trained, terrain, rain_members, hours, *, samples: int = 1, 
     maps = maps.reshape((n_members, n_hours, samples) + terrain.shape).transpose(0, 2, 1, 3, 4).astype(np.float32)
     maps[..., ~valid] = np.nan
     info = P._provenance(trained, nfe, sampler, samples, seed, device, trained.prior, boundary, coarse_factor,
-                         plan, overlap, n_tiles, elevation_offset_m, terrain.dx, precision)
+                         plan, overlap, n_tiles, elevation_offset_m, terrain.dx)
     info.update({"rain_members": int(n_members), "bridge_samples_per_member": int(samples),
                  "forecast_members": int(n_members * samples),
                  "member_noise": "bridge noise seeded per (rain member, sample, window), the same at every hour"})

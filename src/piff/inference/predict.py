@@ -55,7 +55,7 @@ import torch
 import xarray as xr
 from tqdm import tqdm
 
-from piff.choices import ATTENTION_MODES, PRIORS, SAMPLERS, STOCHASTIC_SAMPLERS
+from piff.choices import ATTENTION_MODES, DEFAULT_ATTENTION, DEFAULT_PRECISION, PRIORS, SAMPLERS, STOCHASTIC_SAMPLERS
 from piff.data.outputs import prediction_dataset
 from piff.errors import PiffInputError
 from piff.hydro.storms import rain_window
@@ -87,7 +87,6 @@ CPU_CELLS_PER_CALL_BF16 = 2 ** 17
 # this many tokens. The tiny preset (attention at 1/4 resolution) runs a 256x256 map (4096
 # tokens) as fast as its 25 overlapping 64x64 tiles, a 512x512 one 1.7x slower (CPU).
 MAX_WHOLE_DOMAIN_TOKENS = 4096
-DEFAULT_ATTENTION = ATTENTION_MODES[0]  # windows of the training map size (piff.choices)
 # Elevations more than this many training standard deviations from the training mean are far
 # outside what the network saw (e.g. a DEM on another vertical datum): warn.
 ELEVATION_WARN_STD = 4.0
@@ -303,6 +302,7 @@ class InferencePlan:
     maps_per_call: int
     # map cells within which self-attention runs (the training map size), or None: the whole window
     attention_window: tuple[int, int] | None = None
+    precision: str = "fp32"  # the network's arithmetic, resolved for the device: "bf16" or "fp32"
 
     @property
     def mode(self) -> str:
@@ -317,7 +317,8 @@ class InferencePlan:
 
 
 def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | None = None,
-                   device="cpu", attention: str = DEFAULT_ATTENTION, precision: str = "auto") -> InferencePlan:
+                   device="cpu", attention: str = DEFAULT_ATTENTION,
+                   precision: str = DEFAULT_PRECISION) -> InferencePlan:
     """Whole-domain inference when the DEM, padded up to the U-Net's size multiple and at least
     to the training map size (the size the network knows), fits ``MAX_CELLS_PER_CALL`` (and,
     with global attention, ``MAX_WHOLE_DOMAIN_TOKENS``); otherwise tiles of the training map
@@ -326,7 +327,8 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
     ``global`` over the whole domain; tiles are never larger than the training maps unless
     ``tile`` says so, and then ``windows`` applies to them too. ``batch_size``: maps per network
     call, default as many as ``MAX_CELLS_PER_CALL`` allows (on the CPU ``CPU_CELLS_PER_CALL``,
-    or ``CPU_CELLS_PER_CALL_BF16`` when ``precision`` means bf16 there)."""
+    or ``CPU_CELLS_PER_CALL_BF16`` when ``precision`` means bf16 there). ``precision`` is resolved
+    for the device here (``auto`` -> ``bf16`` or ``fp32``), once for the whole prediction."""
     if attention not in ATTENTION_MODES:
         raise PiffInputError("--attention", f"{attention!r} is not one of {', '.join(ATTENTION_MODES)}")
     config = trained.model.config
@@ -341,16 +343,17 @@ def inference_plan(trained: TrainedModel, shape, tile=None, batch_size: int | No
                  and (attention == "windows" or (window[0] // ds) * (window[1] // ds) <= MAX_WHOLE_DOMAIN_TOKENS))
     if not whole:
         window = _check_tile(trained, tile)
+    precision = "bf16" if inference_dtype(precision, device) is not None else "fp32"
     if batch_size is None:
         cells = MAX_CELLS_PER_CALL
         if torch.device(device).type == "cpu":
-            cells = CPU_CELLS_PER_CALL_BF16 if inference_dtype(precision, device) else CPU_CELLS_PER_CALL
+            cells = CPU_CELLS_PER_CALL_BF16 if precision == "bf16" else CPU_CELLS_PER_CALL
         batch_size = max(1, cells // (window[0] * window[1]))
     elif int(batch_size) < 1:
         raise PiffInputError("--batch-size", f"must be at least 1, got {batch_size}")
     larger = window[0] > trained_shape[0] or window[1] > trained_shape[1]
     return InferencePlan(whole, window, int(batch_size),
-                         trained_shape if attention == "windows" and larger else None)
+                         trained_shape if attention == "windows" and larger else None, precision)
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -358,7 +361,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
                  members: int = 1, seed: int = 0, device="cpu", batch_size: int | None = None, *,
                  boundary=DEFAULT_BOUNDARY, overlap: float = DEFAULT_OVERLAP, tile=None,
                  thresholds=THRESHOLDS_M, coarse_factor: int = 4, elevation_offset_m: float = 0.0,
-                 attention: str = DEFAULT_ATTENTION, precision: str = "auto", progress: bool = False,
+                 attention: str = DEFAULT_ATTENTION, precision: str = DEFAULT_PRECISION, progress: bool = False,
                  source=None) -> xr.Dataset:
     """Flood-depth maps [m] of ``terrain`` for the forecast ``rain_mm_per_h`` at ``hours``.
 
@@ -416,7 +419,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
     n_tiles = 1 if plan.whole else len(tiling.tile_windows(terrain.shape, plan.window, overlap))
 
     with (tqdm(total=n_tiles * len(hours) * members, desc="predict", unit="map", disable=not progress) as bar,
-          trained.inference(plan.attention_window, precision)):
+          trained.inference(plan.attention_window, plan.precision)):
         fn = _MapSampler(trained, windows, hours, nfe=nfe, sampler=sampler, members=members, stochastic=stochastic,
                          seed=seed, device=device, maps_per_call=plan.maps_per_call, thresholds=thresholds,
                          progress=bar.update)
@@ -431,8 +434,7 @@ def predict_maps(trained: TrainedModel, terrain: Terrain, rain_mm_per_h, hours, 
 
     ds = prediction_dataset(terrain, hours, rain, windows, mean, std, p, priors if uses_prior else None, thresholds)
     ds.attrs.update(_provenance(trained, nfe, sampler, members, seed, device, trained.prior,
-                                boundary, coarse_factor, plan, overlap, n_tiles, elevation_offset_m, terrain.dx,
-                                precision))
+                                boundary, coarse_factor, plan, overlap, n_tiles, elevation_offset_m, terrain.dx))
     ds.attrs["wall_time_s"] = time.perf_counter() - t_start
     return ds
 
@@ -454,14 +456,14 @@ def _check_request(trained, terrain, rain_mm_per_h, hours, nfe, sampler, overlap
 
 
 def _provenance(trained, nfe, sampler, members, seed, device, prior, boundary, coarse_factor, plan, overlap,
-                n_tiles, elevation_offset_m, dx, precision) -> dict:
+                n_tiles, elevation_offset_m, dx) -> dict:
     """Global attributes saying how the maps were made (netCDF attributes: numbers and strings)."""
     piff = trained.kind == "piff"
     return {
         "model": str(trained.path), "model_fingerprint": str(trained.meta.get("fingerprint", "")),
         "model_kind": trained.kind, "model_step": int(trained.meta.get("step", -1)),
         "nfe": int(nfe if piff else 1), "sampler": sampler if piff else "none", "members": int(members),
-        "seed": int(seed), "device": str(device), "precision": network_precision(precision, device),
+        "seed": int(seed), "device": str(device), "precision": network_precision(plan.precision, device),
         "prior": prior, "prior_boundary": str(boundary),
         "coarse_factor": int(coarse_factor) if prior == "coarse" else 0,
         "inference": plan.mode, "attention": plan.attention, "tile": list(plan.window),

@@ -18,28 +18,29 @@ import torch
 import xarray as xr
 
 from piff import __version__
-from piff.choices import BASELINE_KINDS, EXPERIMENT_TYPES, STOCHASTIC_SAMPLERS, TRAINED_KINDS
+from piff.choices import BASELINE_KINDS, DEFAULT_PRECISION, EXPERIMENT_TYPES, STOCHASTIC_SAMPLERS, TRAINED_KINDS
 from piff.data import format as fmt
 from piff.data.torch_dataset import FloodMapDataset
 from piff.errors import PiffInputError
-from piff.model.trained import network_precision
 
 log = logging.getLogger("piff.sample")
 
 
 def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 10), sampler="euler", members=1,
                     seed=0, hours=None, batch_size=32, device="cpu", experiment="", split="test",
-                    precision="auto") -> xr.Dataset:
+                    precision=DEFAULT_PRECISION) -> xr.Dataset:
     """Predictions (nfe, member, dem, storm, time, y, x) in metres for one split (default test).
     ``precision``: the network's arithmetic (``piff.model.trained.TrainedModel.inference``)."""
     if kind not in EXPERIMENT_TYPES:
         raise PiffInputError("kind", f"{kind!r} is not one of {EXPERIMENT_TYPES}")
     trained = None
     prior = "coarse" if kind == "coarse_prior" else "spm"
+    trained_precision = ""  # the network's arithmetic, for the metadata (no network: none)
     if kind in TRAINED_KINDS:
-        from piff.model.trained import load_trained
+        from piff.model.trained import load_trained, network_precision
 
         trained = load_trained(model_path, device=device)
+        trained_precision = network_precision(precision, device)
         prior = trained.experiment["prior"]
         nfe = (1,) if kind == "regression" else tuple(nfe)
         members = members if sampler in STOCHASTIC_SAMPLERS and kind == "piff" else 1
@@ -96,7 +97,7 @@ def sample_test_set(dataset_path, *, kind: str, model_path=None, nfe=(1, 2, 5, 1
         "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path),
         "sampler": sampler if trained else "",
         "seed": int(seed), "device": str(device),
-        "precision": network_precision(precision, device) if trained else "",
+        "precision": trained_precision,
         "model": str(model_path or ""), "model_fingerprint": trained.meta["fingerprint"] if trained else "",
         "prior": prior, "cell_size_m": float(ds_in.attrs["cell_size_m"]),
     })

@@ -26,6 +26,8 @@ class ConditionedNet(nn.Module):
         self.net = UNet(config.in_channels, 1, config.base_channels, config.channel_mult, config.num_res_blocks,
                         config.attention_ds, config.num_heads, config.head_channels, config.transformer_depth,
                         config.ff_mult, config.rain_width, config.dropout, config.norm_groups)
+        # found once: walking the ~370 modules on every prediction call would cost milliseconds
+        self._attention_sites = [m for m in self.net.modules() if isinstance(m, SpatialTransformer)]
 
     def encode_rain(self, rain_window_mm_per_h: torch.Tensor) -> torch.Tensor:
         """(B, 24) mm/h -> (B, 24, rain_width) cross-attention context."""
@@ -50,7 +52,7 @@ class ConditionedNet(nn.Module):
         """Inside the block, every self-attention site attends within windows of ``cells`` map
         cells (at a site of downsampling ds: cells // ds tokens) instead of over the whole map;
         None: over the whole map (as in training). Maps no larger than ``cells`` are unchanged."""
-        sites = [m for m in self.net.modules() if isinstance(m, SpatialTransformer)]
+        sites = self._attention_sites
         before = [m.window for m in sites]
         for m in sites:
             m.window = None if cells is None else (max(1, int(cells[0]) // m.ds), max(1, int(cells[1]) // m.ds))
