@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write_section  # noqa: E402
 
@@ -39,9 +41,15 @@ def run_fresh(cores: int) -> tuple[Path, float]:
 
 
 def stage_seconds(run: Path) -> dict:
-    """Sum of the Snakemake benchmark wall times per rule (CPU-seconds of job time, not wall)."""
+    """Sum of the Snakemake benchmark wall times per rule (CPU-seconds of job time, not wall), over
+    the main job's jobs only: a separate target run in the same folder afterwards (the ensemble's
+    results/ensemble/benchmarks) is not counted."""
+    experiments = yaml.safe_load((run / "config" / "config.yaml").read_text())["experiments"]
+    tsvs = list((run / "data").glob("*/benchmarks/**/*.tsv")) + list((run / "results" / "benchmarks").glob("*.tsv"))
+    for name in experiments:
+        tsvs += list((run / "results" / name / "benchmarks").glob("*.tsv"))
     out = {}
-    for tsv in list((run / "data").glob("*/benchmarks/**/*.tsv")) + list((run / "results").glob("*/benchmarks/*.tsv")):
+    for tsv in tsvs:
         rule = tsv.parent.name if tsv.parent.name != "benchmarks" else tsv.stem
         with open(tsv) as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
