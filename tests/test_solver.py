@@ -210,6 +210,22 @@ def test_compiled_matches_eager(mode, storms, infiltration):
     assert (eager.loss.sum() > 0) == (infiltration is not None)
 
 
+def test_solver_compile_options_are_ones_inductor_knows():
+    """An unknown option makes torch.compile refuse the solver, which then runs eager with a warning
+    (and test_compiled_matches_eager skips); a vector width this CPU cannot give makes inductor
+    write scalar code, silently."""
+    import torch._inductor.config as inductor_config
+    from torch._inductor import cpu_vec_isa
+
+    from piff.hydro.solver import cpu_compile_options
+
+    options = cpu_compile_options()
+    torch.compile(lambda x: x, options=options)  # raises on an unknown option
+    if "cpp.simdlen" in options:
+        with inductor_config.patch({"cpp.simdlen": options["cpp.simdlen"]}):
+            assert cpu_vec_isa.pick_vec_isa().bit_width() == options["cpp.simdlen"]
+
+
 def test_fast_cube_root_is_float32_accurate():
     from piff.hydro.solver import _cbrt
 
