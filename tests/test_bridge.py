@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from piff.model.bridge import NOISE_MODES, SAMPLERS, Bridge
+from piff.model.bridge import ANCHOR_PROBABILITY, NOISE_MODES, SAMPLERS, Bridge
 
 
 def _pair(seed=0, shape=(3, 1, 4, 5)):
@@ -52,6 +52,29 @@ def test_time_densities(density, mean, std, above_half):
     assert (t > 0.5).double().mean().item() == pytest.approx(above_half, abs=0.005)
     torch.testing.assert_close(t, bridge.sample_time(200_000, generator=torch.Generator().manual_seed(2)))
     assert not torch.equal(t, bridge.sample_time(200_000, generator=g))  # the generator moved on
+
+
+@pytest.mark.parametrize("noise", NOISE_MODES)
+def test_anchored_time_puts_half_the_draws_on_the_samplers_first_input(noise):
+    """``anchored``: P(t = 1) = 1/2 and U[0, 1) otherwise; at t = 1 the path is the DEM itself
+    (no path noise in any mode), which is what every sampler's first evaluation sees."""
+    bridge = Bridge(noise, time_sampling="anchored")
+    t = bridge.sample_time(200_000, generator=torch.Generator().manual_seed(3))
+    at_dem = t == 1
+    assert at_dem.double().mean().item() == pytest.approx(ANCHOR_PROBABILITY, abs=0.005)
+    rest = t[~at_dem]
+    assert 0 <= rest.min() and rest.max() < 1
+    assert rest.mean().item() == pytest.approx(0.5, abs=0.003)
+    assert rest.std().item() == pytest.approx(1 / math.sqrt(12), abs=0.003)
+    torch.testing.assert_close(t, bridge.sample_time(200_000, generator=torch.Generator().manual_seed(3)))
+    x0, x1, _ = _pair()
+    tt = torch.tensor([1.0, 0.5, 1.0, 0.25])[: x0.shape[0]]
+    x_t = bridge.interpolate(x0, x1, tt, torch.randn_like(x0))
+    for row in range(x0.shape[0]):
+        if tt[row] == 1:
+            torch.testing.assert_close(x_t[row], x1[row], rtol=0, atol=0)
+        elif noise != "none":  # a point inside the path keeps its noise
+            assert not torch.allclose(x_t[row], (1 - tt[row]) * x0[row] + tt[row] * x1[row])
 
 
 @pytest.mark.parametrize("noise", NOISE_MODES)

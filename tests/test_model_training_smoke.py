@@ -202,7 +202,9 @@ OPTIONS = {"x0": {"prediction": "x0"},
            "l1": {"depth_loss": "l1"},
            "x0_wet_l1_physics": {"prediction": "x0", "depth_loss": "wet_l1", "use_physics": True},
            "logit_normal": {"time_sampling": "logit_normal"},
-           "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"}}
+           "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"},
+           "x0_residual_l1_anchored": {"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
+                                       "time_sampling": "anchored"}}
 
 
 def _train_briefly(options: dict, dataset_path, steps: int, seeds: int = 4):

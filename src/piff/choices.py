@@ -19,7 +19,7 @@ STOCHASTIC_SAMPLERS = ("euler_maruyama",)  # the others are deterministic: one m
 PREDICTIONS = ("velocity", "x0")
 # Density of the training time t: U[0, 1) (the paper); SD3's logit-normal; pi0's shifted Beta,
 # heavier towards t = 1 (the DEM end, where every sampler starts).
-TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem")
+TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem", "anchored")
 # Loss on the clean depth estimate in metres, added to the velocity MSE (weight depth_loss_weight).
 DEPTH_LOSSES = ("none", "l1", "wet_l1")
 

@@ -4,7 +4,10 @@ Pure tensor math, no network: the runner (``piff_model``) supplies a velocity fu
 
 Path. With x0 the normalised depth map, x1 the normalised DEM and eps ~ N(0, I):
 
-    x_t = (1 - t) x0 + t x1 + s(t) eps,   t ~ p(t) in [0, 1) (``time_sampling``, default U[0, 1))
+    x_t = (1 - t) x0 + t x1 + s(t) eps,   t ~ p(t) in [0, 1] (``time_sampling``, default U[0, 1))
+
+At t = 1 the path is the DEM itself (s(1) = 0 in every mode), the point every sampler starts
+from; the continuous densities never draw t = 1, so this matters only for ``anchored``.
 
     noise mode   s(t)                        paper name
     ``none``     0                           "ot-ode" (rectified flow, OT-CFM with sigma = 0)
@@ -56,6 +59,13 @@ Training time density (``time_sampling``), t in [0, 1):
   Beta((s - tau) / s; 1.5, 1) density that favours the source end of the flow); here the
   source is the DEM end t = 1, where every sampler makes its first evaluation (its only one
   at NFE 1). Density proportional to sqrt(t - 0.001), mean about 0.6.
+* ``anchored``: with probability ``ANCHOR_PROBABILITY`` (1/2) t = 1 exactly, else U[0, 1).
+  The atom at t = 1 trains the network on exactly the input of every sampler's first
+  evaluation (x = x1, t = 1, no path noise), which is the whole sample at NFE 1 and its
+  largest step at NFE 2 (x(0) is the step-weighted mean of the estimates, see above); under
+  U[0, 1) that input is only approached, and the first estimate gets no more training than
+  any other point of the path. The rest of the path keeps the paper's uniform density, so
+  every NFE stays a sampler of the same bridge.
 
 Sampling integrates dx/dt = v from x = x1 at t = 1 down to t = 0 on the uniform grid
 t_i = 1 - i / N. ``nfe`` is exactly the number of network evaluations:
@@ -85,6 +95,8 @@ DEFAULT_SIGMA = 0.1
 # pi0's shifted Beta time density (module docstring): Beta(alpha, 1) and the shift s
 BETA_DEM_ALPHA = 1.5
 BETA_DEM_SHIFT = 0.999
+# ``anchored``: the share of training draws at t = 1 (module docstring)
+ANCHOR_PROBABILITY = 0.5
 
 # velocity_fn(x_t (B, C, H, W), t (B,)) -> v (B, C, H, W)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -120,17 +132,21 @@ class Bridge:
 
     # ---- training ----
     def noise_std(self, t: torch.Tensor) -> torch.Tensor:
-        """s(t) of the path, same shape as ``t``."""
+        """s(t) of the path, same shape as ``t``; 0 at t = 1 in every mode (the DEM end)."""
         if self.noise == "none":
             return torch.zeros_like(t)
         if self.noise == "constant":
-            return torch.full_like(t, self.sigma)
+            return torch.where(t < 1, self.sigma, 0.0).to(t.dtype)
         return self.sigma * (t * (1 - t)).clamp_min(0).sqrt()
 
     def sample_time(self, batch: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """t in [0, 1) from the ``time_sampling`` density, shape (batch,); one draw of ``generator``."""
+        """t from the ``time_sampling`` density, shape (batch,): in [0, 1), or [0, 1] for
+        ``anchored``; one draw of ``generator``."""
         if self.time_sampling == "logit_normal":
             return torch.sigmoid(torch.randn(batch, device=device, generator=generator)).clamp_max(1 - 1e-7)
+        if self.time_sampling == "anchored":  # one uniform draw decides the atom and places the rest
+            u = torch.rand(batch, device=device, generator=generator)
+            return torch.where(u < ANCHOR_PROBABILITY, 1.0, (u - ANCHOR_PROBABILITY) / (1 - ANCHOR_PROBABILITY))
         u = torch.rand(batch, device=device, generator=generator)
         if self.time_sampling == "beta_dem":  # inverse CDF of Beta(alpha, 1): u ** (1 / alpha)
             return 1 - BETA_DEM_SHIFT + BETA_DEM_SHIFT * u.pow(1 / BETA_DEM_ALPHA)
