@@ -27,8 +27,8 @@ merges its figures into OUT/gpu.json; ``report`` adds each part's status, the ca
 versions, and writes OUT/gpu.md.
 
 On the device machine, through the device tool: ``run`` with command ``bash bench/gpu.sh`` and
-timeout_s 580 (the parts took ~6 min on an H200 on 2026-12-04; their limits add up to 550 s). The ddp part's
-dataset needs netCDF4 and pyflwdir, which the device image lacks: put their wheels in ``.whl``
+timeout_s 580 (the parts took ~6 min on an H200 on 2026-12-04; their limits add up to 550 s). The
+ddp part's dataset needs netCDF4 and pyflwdir, which the device image lacks: put their wheels in ``.whl``
 (netCDF4, cftime, pyflwdir, affine for cp312 manylinux: the device README's ``pip download``
 line, after ``echo /.whl/ >> .git/info/exclude``) and add ``carry: [".whl"]``; gpu.sh installs
 them. Without them the trainer run is skipped and the ddp part fails, the rest still runs.
