@@ -72,12 +72,19 @@ VARIANTS = {
     "x0_residual_l1_phy_anchored": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                                      "use_physics": True, "time_sampling": "anchored"},
                                     "phy with half the training draws at t = 1, the sampler's first input"),
+    "x0_residual_l1_phy_anchored_symmetry": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
+                                              "use_physics": True, "time_sampling": "anchored",
+                                              "augment": "symmetry"},
+                                             "the anchored phy, each training map under a random grid symmetry "
+                                             "that keeps its boundaries"),
     "fast_phy": ({"model": "fast", "prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                   "use_physics": True}, "phy on the fast preset (8-16-32-64 channels)"),
     "fast_unet": ({"model": "fast", "type": "regression"}, "the U-Net regression on the fast preset"),
     "velocity_logit_normal": ({"time_sampling": "logit_normal"}, "velocity + logit-normal t"),
     "velocity_noise_none": ({"noise": "none"}, "velocity without path noise"),
     "unet": ({"type": "regression"}, "same-backbone U-Net regression (L1, one shot): the bar"),
+    "unet_symmetry": ({"type": "regression", "augment": "symmetry"},
+                      "the U-Net regression with the same grid-symmetry augmentation"),
 }
 DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x0_wet_l1", "x0_logit_normal",
                     "x0_beta_dem", "x0_noise_none", "x0_phy", "x0_residual_phy", "x0_residual_l1",
@@ -286,7 +293,7 @@ def main() -> None:
         p.error(f"{a.config} has no experiment {a.experiment!r}")
     base = experiments[a.experiment]
     seeds = a.seeds or [None]
-    runs = [(n, s) for n in names for s in seeds]
+    runs = [(n, s) for s in seeds for n in names]  # seed-major: a run stopped early has every variant
     for n, s in runs:  # every variant's options checked before any training
         variant_config(base, n, a.steps, a.eval_hours, s, a.nfe)
 

@@ -104,10 +104,11 @@ def test_kill9_one_rank_resumes_bit_for_bit(tiny_dataset, reference, tmp_path):
 
 
 def test_kill9_two_gloo_ranks_resume_bit_for_bit(tiny_dataset, tmp_path):
-    # with the issue-12 options (x0 prediction, prior residual, wet depth loss, logit-normal t):
-    # the resumed run draws the same t and noise and ends on the same weights
+    # with the issue-12 options (x0 prediction, prior residual, wet depth loss, logit-normal t) and
+    # the symmetry augmentation: the resumed run draws the same t, noise and grid symmetries and
+    # ends on the same weights
     hp = {**HPARAMS, "nproc": 2, "steps": 24, "prediction": "x0", "prior_residual": True, "depth_loss": "wet_l1",
-          "time_sampling": "logit_normal"}
+          "time_sampling": "logit_normal", "augment": "symmetry"}
     ref = tmp_path / "ref"
     run_training(tiny_dataset, ref, hp)
     work = tmp_path / "killed"

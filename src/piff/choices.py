@@ -23,6 +23,10 @@ TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem", "anchored")
 # Loss on the clean depth estimate in metres, added to the velocity MSE (weight depth_loss_weight).
 DEPTH_LOSSES = ("none", "l1", "wet_l1")
 
+# Training augmentation (piff.data.symmetry): none, or each training map under a random grid
+# symmetry (flip or transpose) that keeps its DEM's boundary conditions.
+AUGMENTATIONS = ("none", "symmetry")
+
 # The prior map fed to the network as an extra channel (a prior, whichever model made it).
 PRIORS = ("spm", "coarse")
 

@@ -383,10 +383,12 @@ SMOKE_DATASET = {
 }
 
 
-def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tiny") -> Path:
-    """The workflow's preprocessing chain run in this process (no Snakemake), every
-    intermediate file in ``folder``; returns ``folder/dataset.nc``. For tests and benchmarks:
-    the workflow itself runs these steps as separate jobs."""
+def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tiny", jobs: int = 1) -> Path:
+    """The workflow's preprocessing chain run without Snakemake, every intermediate file in
+    ``folder``; returns ``folder/dataset.nc``. For tests, benchmarks and machines without
+    Snakemake (the GPU device): the workflow itself runs these steps as separate jobs.
+    ``jobs`` > 1 runs the simulate and coarse-prior chunks in that many processes, the CPU's
+    threads shared among them."""
     from piff.hydro.terrain import write_dem
 
     folder = Path(folder)
@@ -395,14 +397,34 @@ def build_dataset_in(folder, dataset_cfg: dict = SMOKE_DATASET, name: str = "tin
             for i in range(dem_count(cfg["terrain"]))]
     storms = fmt.write_netcdf(make_storms(cfg["storms"], cfg["split"]), folder / "storms.nc")
     chunks = range(len(storm_chunks(_load(storms).sizes["storm"], cfg["simulate"]["storms_per_job"])))
-    sims = [[fmt.write_netcdf(simulate_chunk(d, storms, c, cfg, dem=i), folder / f"sim_{i}_{c}.nc") for c in chunks]
-            for i, d in enumerate(dems)]
-    priors = []
+    tasks = [(simulate_chunk, (d, storms, c, cfg), {"dem": i}, folder / f"sim_{i}_{c}.nc")
+             for i, d in enumerate(dems) for c in chunks]
     if cfg.get("coarse_prior", {}).get("enabled"):
-        priors = [fmt.write_netcdf(coarse_prior_chunk(dems, storms, c, cfg), folder / f"prior_{c}.nc")
-                  for c in chunks]
+        tasks += [(coarse_prior_chunk, (dems, storms, c, cfg), {}, folder / f"prior_{c}.nc") for c in chunks]
+    if jobs > 1:
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            done = list(pool.map(_run_chunk, tasks, [threads] * len(tasks)))
+    else:
+        done = [_run_chunk(t) for t in tasks]
+    sims = [done[i * len(chunks):(i + 1) * len(chunks)] for i in range(len(dems))]
+    priors = done[len(dems) * len(chunks):]
     spms = [fmt.write_netcdf(build_spm(d, cfg, dem=i), folder / f"spm_{i}.nc") for i, d in enumerate(dems)]
     return fmt.write_netcdf(assemble(dems, storms, sims, spms, priors, cfg, name), folder / "dataset.nc")
+
+
+def _run_chunk(task, threads: int | None = None) -> Path:
+    """One chunk job of build_dataset_in: (function, args, kwargs, output path)."""
+    fn, args, kwargs, out = task
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return fmt.write_netcdf(fn(*args, **kwargs), out)
 
 
 def check_dataset(ds: xr.Dataset, source="dataset", tol_m=None) -> dict:

@@ -33,6 +33,7 @@ import torch
 
 from piff.choices import PRIORS
 from piff.data import format as fmt
+from piff.data.symmetry import IDENTITY, boundary_symmetries, transform_sample
 from piff.errors import PiffInputError
 from piff.hydro.spm import spm_lookup
 from piff.hydro.storms import rain_window
@@ -77,6 +78,11 @@ class FloodMapDataset(torch.utils.data.Dataset):
         self.has_loss = "loss" in ds
         self.shape = ds["elevation"].shape[1:]
         self.storm_group = ds["storm_group"].values.astype(str)
+        # per DEM, the grid symmetries that keep its boundary conditions (training augmentation);
+        # a dataset without the boundary variable gets none but the identity
+        boundary = ds["boundary"].values.astype(str) if "boundary" in ds else None
+        self.symmetries = [boundary_symmetries(boundary[d], self.shape) if boundary is not None else (IDENTITY,)
+                           for d in range(self.n_dem)]
         # sample index -> (dem, storm row, hour), dem-major so neighbouring samples share a DEM
         self.index = np.array([(d, r, h) for d in self.dems for r in self.storm_rows for h in self.hours],
                               dtype=np.int64).reshape(-1, 3)
@@ -108,6 +114,13 @@ class FloodMapDataset(torch.utils.data.Dataset):
             self._nc, self._nc_pid = netCDF4.Dataset(self.path), os.getpid()
             self._nc.set_auto_mask(False)
         return np.asarray(self._nc[name][dem, row, hour], np.float32)
+
+    def transformed(self, i: int, draw: float) -> dict:
+        """Sample ``i`` under one of its DEM's grid symmetries (piff.data.symmetry), chosen by
+        ``draw`` in [0, 1): each allowed element equally likely, the identity for draw < 1/n."""
+        sample = self[i]
+        allowed = self.symmetries[int(sample["dem"])]
+        return transform_sample(sample, allowed[min(int(draw * len(allowed)), len(allowed) - 1)])
 
     def __getitem__(self, i: int) -> dict:
         dem, row, hour = (int(v) for v in self.index[i])

@@ -37,7 +37,7 @@ MAXIMUM = {"ema_decay": 1}
 # Keys added after model files and checkpoints were first written (issue 12). Their defaults
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
 # runs started before they existed keep their fingerprint and resume.
-ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight")
+ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight", "augment")
 POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -73,6 +73,7 @@ class ExperimentConfig:
     time_sampling: str = "uniform"  # piff.choices.TIME_SAMPLINGS: training density of t
     depth_loss: str = "none"  # piff.choices.DEPTH_LOSSES: loss on the clean depth in metres
     depth_loss_weight: float = 1.0  # weight of depth_loss, per metre of mean absolute error
+    augment: str = "none"  # piff.choices.AUGMENTATIONS: grid symmetries of the training maps
     use_prior: bool = True
     prior: str = "spm"
     batch_size: int = 16
@@ -117,7 +118,8 @@ class ExperimentConfig:
         named = {"type": choices.EXPERIMENT_TYPES, "model": choices.MODEL_PRESETS, "noise": choices.NOISE_MODES,
                  "prior": choices.PRIORS, "lr_schedule": choices.LR_SCHEDULES, "sampler": choices.SAMPLERS,
                  "physics_flux": choices.PHYSICS_FLUX_MODES, "prediction": choices.PREDICTIONS,
-                 "time_sampling": choices.TIME_SAMPLINGS, "depth_loss": choices.DEPTH_LOSSES}
+                 "time_sampling": choices.TIME_SAMPLINGS, "depth_loss": choices.DEPTH_LOSSES,
+                 "augment": choices.AUGMENTATIONS}
         for key, allowed in named.items():
             if getattr(self, key) not in allowed:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")

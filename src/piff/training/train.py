@@ -34,6 +34,7 @@ from piff.training.objective import Objective
 log = logging.getLogger("piff.train")
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped on purpose, a rerun resumes
 TIMING_FILE = "timing.json"  # per-step wall times of the run, beside loss.csv
+SYMMETRY_STREAM = 2  # names the symmetry draws' random stream (piff.data.symmetry)
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,17 +62,30 @@ def microbatch_indices(n_samples: int, cfg: ExperimentConfig, step: int, rank: i
     rank ``r`` takes every ``world``-th sample of that slice. Because the data order is a
     function of the step, resuming at step k reads exactly what the uninterrupted run read.
     """
-    per_epoch = n_samples // cfg.batch_size  # >= 1: train() checks the split against batch_size first
-    epoch, pos = divmod(step, per_epoch)
+    epoch, pos = divmod(step, n_samples // cfg.batch_size)  # >= 1 batch: train() checks the split first
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    perm = torch.randperm(n_samples, generator=g)
-    batch = perm[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
+    return _my_slice(torch.randperm(n_samples, generator=g), cfg, pos, rank, micro).tolist()
+
+
+def microbatch_symmetry_draws(n_samples: int, cfg: ExperimentConfig, step: int, rank: int, micro: int) -> list:
+    """One draw in [0, 1) per sample of the micro-batch, which picks its grid symmetry
+    (``augment: symmetry``): like the data order, a pure function of (seed, step, rank, micro),
+    from a stream of its own, so resume stays exact and the data order is the one without it."""
+    epoch, pos = divmod(step, n_samples // cfg.batch_size)
+    draws = np.random.default_rng([cfg.seed, epoch, SYMMETRY_STREAM]).random(n_samples)
+    return _my_slice(draws, cfg, pos, rank, micro).tolist()
+
+
+def _my_slice(epoch_sequence, cfg: ExperimentConfig, pos: int, rank: int, micro: int):
+    batch = epoch_sequence[pos * cfg.batch_size:(pos + 1) * cfg.batch_size]
     mine = batch[rank::cfg.nproc]
-    return mine[micro * cfg.microbatch:(micro + 1) * cfg.microbatch].tolist()
+    return mine[micro * cfg.microbatch:(micro + 1) * cfg.microbatch]
 
 
-def collate(dataset, indices, device) -> dict:
-    batch = torch.utils.data.default_collate([dataset[i] for i in indices])
+def collate(dataset, indices, device, symmetry_draws=None) -> dict:
+    samples = ([dataset[i] for i in indices] if symmetry_draws is None
+               else [dataset.transformed(i, u) for i, u in zip(indices, symmetry_draws, strict=True)])
+    batch = torch.utils.data.default_collate(samples)
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -189,7 +203,9 @@ def train(cfg: ExperimentConfig, dataset_path, workdir, out_path, *, device: str
         loss_sum = torch.zeros((), device=d.device)
         parts = {}
         for micro in range(cfg.accumulation):
-            batch = collate(data, microbatch_indices(len(data), cfg, step, d.rank, micro), d.device)
+            draws = (microbatch_symmetry_draws(len(data), cfg, step, d.rank, micro)
+                     if cfg.augment == "symmetry" else None)
+            batch = collate(data, microbatch_indices(len(data), cfg, step, d.rank, micro), d.device, draws)
             sync = nullcontext() if micro == cfg.accumulation - 1 or not d.enabled else model.no_sync()
             with sync:
                 loss, logs = objective.loss(model, batch, generator)
