@@ -77,7 +77,6 @@ def test_dataset_samples_under_a_symmetry_keep_the_water_balance(tiny_dataset):
     balance (depths, fluxes, rain) still closes on the transformed grid, and the prior and the
     elevation move with the depth."""
     from piff.data.torch_dataset import FloodMapDataset
-    from piff.hydro.continuity import water_balance_residual_m
 
     data = FloodMapDataset(tiny_dataset, "train")
     assert all(s == (IDENTITY, FLIP_ROWS) for s in data.symmetries)  # sea on the left, walls elsewhere
@@ -93,6 +92,24 @@ def test_dataset_samples_under_a_symmetry_keep_the_water_balance(tiny_dataset):
             r0 = water_balance_residual_m(s["depth"], s["depth_prev"], s["flux_x"], s["flux_y"],
                                           s["rain_mm_per_h"], s["dx"], s["loss"])
             torch.testing.assert_close(r, transform_map(r0, g), atol=1e-6, rtol=0)
+
+
+def test_a_malformed_boundary_in_the_dataset_names_the_file(tiny_dataset, tmp_path):
+    """The boundaries are parsed only when the augmentation asks for them; a bad one is a
+    one-line error naming the dataset, and a dataset without them gets the identity only."""
+    import xarray as xr
+
+    from piff.data.torch_dataset import FloodMapDataset
+    from piff.errors import PiffInputError
+
+    ds = xr.load_dataset(tiny_dataset)
+    bad = ds.assign(boundary=("dem", ["left=lake", "left=sea:0.0"]))
+    bad.to_netcdf(tmp_path / "bad.nc")
+    data = FloodMapDataset(tmp_path / "bad.nc", "train")  # loads: nothing asks for the symmetries
+    with pytest.raises(PiffInputError, match=r"bad\.nc: variable boundary: unknown boundary 'lake'"):
+        data.transformed(0, 0.5)
+    ds.drop_vars("boundary").to_netcdf(tmp_path / "none.nc")
+    assert FloodMapDataset(tmp_path / "none.nc", "train").symmetries == [(IDENTITY,), (IDENTITY,)]
 
 
 def test_symmetry_draws_are_a_pure_function_of_the_step_and_leave_the_data_order():

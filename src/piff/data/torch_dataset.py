@@ -25,6 +25,7 @@ hour, dem, storm  () int64      target hour, DEM index, storm id
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -78,11 +79,7 @@ class FloodMapDataset(torch.utils.data.Dataset):
         self.has_loss = "loss" in ds
         self.shape = ds["elevation"].shape[1:]
         self.storm_group = ds["storm_group"].values.astype(str)
-        # per DEM, the grid symmetries that keep its boundary conditions (training augmentation);
-        # a dataset without the boundary variable gets none but the identity
-        boundary = ds["boundary"].values.astype(str) if "boundary" in ds else None
-        self.symmetries = [boundary_symmetries(boundary[d], self.shape) if boundary is not None else (IDENTITY,)
-                           for d in range(self.n_dem)]
+        self._boundary = ds["boundary"].values.astype(str) if "boundary" in ds else None
         # sample index -> (dem, storm row, hour), dem-major so neighbouring samples share a DEM
         self.index = np.array([(d, r, h) for d in self.dems for r in self.storm_rows for h in self.hours],
                               dtype=np.int64).reshape(-1, 3)
@@ -114,6 +111,17 @@ class FloodMapDataset(torch.utils.data.Dataset):
             self._nc, self._nc_pid = netCDF4.Dataset(self.path), os.getpid()
             self._nc.set_auto_mask(False)
         return np.asarray(self._nc[name][dem, row, hour], np.float32)
+
+    @functools.cached_property
+    def symmetries(self) -> list:
+        """Per DEM, the grid symmetries that keep its boundary conditions (``augment: symmetry``);
+        only the identity where the dataset has no ``boundary`` variable (PIFF PNG imports)."""
+        if self._boundary is None:
+            return [(IDENTITY,)] * self.n_dem
+        try:
+            return [boundary_symmetries(b, self.shape) for b in self._boundary]
+        except PiffInputError as err:
+            raise PiffInputError(self.path, f"variable boundary: {err.problem}") from None
 
     def transformed(self, i: int, draw: float) -> dict:
         """Sample ``i`` under one of its DEM's grid symmetries (piff.data.symmetry), chosen by

@@ -150,6 +150,11 @@ def train(cfg: ExperimentConfig, dataset_path, workdir, out_path, *, device: str
     if len(data) < cfg.batch_size:  # before the run folder is made or a line is logged
         raise PiffInputError(dataset_path, f"batch_size {cfg.batch_size} exceeds the {len(data)} maps of the "
                                            "training split; lower batch_size or use a larger dataset")
+    if cfg.augment == "symmetry" and d.is_master:
+        counts = [len(g) for g in data.symmetries]  # parses the boundaries: a bad one fails here, named
+        log.log(logging.INFO if max(counts) > 1 else logging.WARNING,
+                "augment: symmetry: %s grid symmetries per training DEM%s", counts,
+                "" if max(counts) > 1 else " (only the identity: the augmentation changes nothing)")
     dataset_sha = d.from_master(lambda: file_sha256(dataset_path))  # read the file once, not per rank
     fingerprint = cfg.fingerprint(dataset_sha)
     ckpts = CheckpointDir(workdir, cfg.keep_checkpoints)
