@@ -77,6 +77,10 @@ VARIANTS = {
                                               "augment": "symmetry"},
                                              "the anchored phy, each training map under a random grid symmetry "
                                              "that keeps its boundaries"),
+    "x0_residual_l1_phy_anchored80_symmetry": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
+                                                "use_physics": True, "time_sampling": "anchored",
+                                                "anchor_share": 0.8, "augment": "symmetry"},
+                                               "today's phy with 80 % of the training draws at t = 1, not 50 %"),
     "fast_phy": ({"model": "fast", "prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                   "use_physics": True}, "phy on the fast preset (8-16-32-64 channels)"),
     "fast_unet": ({"model": "fast", "type": "regression"}, "the U-Net regression on the fast preset"),

@@ -18,12 +18,9 @@ case "${1:-}" in
   *) echo "usage: bash bench/gpu.sh [--smoke]" >&2; exit 2 ;;
 esac
 
-# The checkout's venv here; on the device machine the image's python3 (it holds CUDA torch).
-PY="${PYTHON:-python3}"
-[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source bench/_device.sh  # PY, PYTHONPATH, has_cuda, install_wheels, show_gpu
 
-if nvidia-smi -L >/dev/null 2>&1 && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+if has_cuda; then
   dev=cuda
 elif [ "$smoke" = 1 ]; then
   dev=cpu
@@ -38,16 +35,8 @@ mkdir -p "$OUT"
 rm -f "$OUT/gpu.json" "$OUT/gpu.md" "$OUT/gpu.log"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
 
-# Packages the device image lacks (netCDF4, cftime, pyflwdir, affine: the ddp part's dataset),
-# carried as wheels; see bench/gpu.py.
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="$PYTHONPATH:/tmp/site" || echo "gpu.sh: installing .whl failed; the ddp part will say what is missing"
-fi
-
-if [ "$dev" = cuda ]; then
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-fi
+install_wheels gpu.sh  # the ddp part's dataset needs them
+if [ "$dev" = cuda ]; then show_gpu; fi
 "$PY" -c "import torch; print('torch', torch.__version__, '| CUDA', torch.version.cuda, '| device', '$dev')"
 
 args=(--device "$dev" --out "$OUT")

@@ -21,23 +21,17 @@ smoke=0
 variants=$1
 shift
 
-PY="${PYTHON:-python3}"
-[ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+source bench/_device.sh  # PY, PYTHONPATH, has_cuda, install_wheels, show_gpu
 OUT="${OUT:-bench/gpu_out}/ablation"
 WORK="${WORK:-/tmp/piff_gpu_ablation}"
 mkdir -p "$OUT" "$WORK"
 exec > >(tee -a "$OUT/ablation.log") 2>&1
 
-# packages the device image lacks, carried as wheels (see bench/gpu.sh)
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="$PYTHONPATH:/tmp/site" || echo "gpu_ablation.sh: installing .whl failed"
-fi
+install_wheels gpu_ablation.sh
 dev=cpu
-if nvidia-smi -L >/dev/null 2>&1 && "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
+if has_cuda; then
   dev=cuda
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  show_gpu
 elif [ "$smoke" = 0 ]; then
   echo "gpu_ablation.sh: no CUDA device; 'bash bench/gpu_ablation.sh --smoke ...' checks the script on the CPU" >&2
   exit 1

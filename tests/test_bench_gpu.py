@@ -68,3 +68,33 @@ def test_report_marks_a_part_that_timed_out(tmp_path):
     assert data["parts"]["solver"]["status"] == "timed out"
     assert data["parts"]["sample"]["status"] == "failed (exit 1)"
     assert "| solver | timed out | (no figures) |" in (tmp_path / "gpu.md").read_text()
+
+
+def test_the_ablation_script_without_cuda_stops_with_one_line(tmp_path):
+    proc = subprocess.run(["bash", "bench/gpu_ablation.sh", "unet", "0"], cwd=REPO, env=no_gpu_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0] and "--smoke" in lines[0]
+
+
+@pytest.mark.slow
+def test_the_ablation_script_smoke_run_trains_and_scores_each_variant_and_seed(tmp_path):
+    """bench/gpu_ablation.sh --smoke: the tiny dataset built by the workflow's functions, then two
+    variants x two seeds trained for 6 steps on the CPU and scored; each run's files come back."""
+    env = {**no_gpu_env(tmp_path), "WORK": str(tmp_path / "work"), "NFE": "1 2", "JOBS": "2",
+           "DATA_LIMIT": "300", "ABLATION_LIMIT": "480"}
+    proc = subprocess.run(["bash", "bench/gpu_ablation.sh", "--smoke",
+                           "unet,x0_residual_l1_phy_anchored80_symmetry", "0", "1"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=840)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out" / "ablation"
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert runs == ["unet-seed0", "unet-seed1", "x0_residual_l1_phy_anchored80_symmetry-seed0",
+                    "x0_residual_l1_phy_anchored80_symmetry-seed1"]
+    for run in runs:
+        metrics = json.loads((out / run / "metrics.json").read_text())
+        assert metrics["model_fingerprint"], run
+    assert "=== ablation: exit 0" in (out / "ablation.log").read_text()
+    # a second call on the same machine reuses the dataset (the device keeps /tmp while warm)
+    assert (tmp_path / "work" / "data" / "name").read_text().strip() == "smoke"

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from piff.model.bridge import ANCHOR_PROBABILITY, NOISE_MODES, SAMPLERS, Bridge
+from piff.model.bridge import DEFAULT_ANCHOR_SHARE, NOISE_MODES, SAMPLERS, Bridge
 
 
 def _pair(seed=0, shape=(3, 1, 4, 5)):
@@ -54,14 +54,15 @@ def test_time_densities(density, mean, std, above_half):
     assert not torch.equal(t, bridge.sample_time(200_000, generator=g))  # the generator moved on
 
 
-@pytest.mark.parametrize("noise", NOISE_MODES)
-def test_anchored_time_puts_half_the_draws_on_the_samplers_first_input(noise):
-    """``anchored``: P(t = 1) = 1/2 and U[0, 1) otherwise; at t = 1 the path is the DEM itself
-    (no path noise in any mode), which is what every sampler's first evaluation sees."""
-    bridge = Bridge(noise, time_sampling="anchored")
+@pytest.mark.parametrize("noise,share", [(n, DEFAULT_ANCHOR_SHARE) for n in NOISE_MODES] + [("constant", 0.8),
+                                                                                             ("bridge", 0.0)])
+def test_anchored_time_puts_its_share_of_draws_on_the_samplers_first_input(noise, share):
+    """``anchored``: P(t = 1) = anchor_share (1/2 by default) and U[0, 1) otherwise; at t = 1 the
+    path is the DEM itself (no path noise in any mode), what every sampler's first evaluation sees."""
+    bridge = Bridge(noise, time_sampling="anchored", anchor_share=share)
     t = bridge.sample_time(200_000, generator=torch.Generator().manual_seed(3))
     at_dem = t == 1
-    assert at_dem.double().mean().item() == pytest.approx(ANCHOR_PROBABILITY, abs=0.005)
+    assert at_dem.double().mean().item() == pytest.approx(share, abs=0.005)
     rest = t[~at_dem]
     assert 0 <= rest.min() and rest.max() < 1
     assert rest.mean().item() == pytest.approx(0.5, abs=0.003)
@@ -190,6 +191,11 @@ def test_bad_arguments():
         Bridge("sde")
     with pytest.raises(ValueError):
         Bridge("constant", sigma=-1)
+    for share in (1.0, -0.1):
+        with pytest.raises(ValueError, match="anchor_share"):
+            Bridge(time_sampling="anchored", anchor_share=share)
+    with pytest.raises(ValueError, match="anchor_share"):
+        Bridge(time_sampling="uniform", anchor_share=0.8)
     for nfe in (0, 2.0):
         with pytest.raises(ValueError):
             Bridge().sample(lambda x, t: x, x1, nfe)

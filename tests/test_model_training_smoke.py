@@ -203,8 +203,8 @@ OPTIONS = {"x0": {"prediction": "x0"},
            "x0_wet_l1_physics": {"prediction": "x0", "depth_loss": "wet_l1", "use_physics": True},
            "logit_normal": {"time_sampling": "logit_normal"},
            "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"},
-           "x0_residual_l1_anchored": {"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
-                                       "time_sampling": "anchored"}}
+           "x0_residual_l1_anchored80": {"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
+                                         "time_sampling": "anchored", "anchor_share": 0.8}}
 
 
 def _train_briefly(options: dict, dataset_path, steps: int, seeds: int = 4):
@@ -347,9 +347,16 @@ def test_new_experiment_options_are_checked_and_old_fingerprints_kept():
     assert ExperimentConfig.from_dict({**phy, "prediction": "x0"}).fingerprint("0" * 64) != "3f6053d388c66422654b8f7c"
     bad = [({"prediction": "eps"}, "prediction"), ({"time_sampling": "cosine"}, "time_sampling"),
            ({"depth_loss": "l2"}, "depth_loss"), ({"prior_residual": True}, "prior_residual"),
-           ({"prediction": "x0", "prior_residual": True, "use_prior": False}, "prior_residual")]
+           ({"prediction": "x0", "prior_residual": True, "use_prior": False}, "prior_residual"),
+           ({"time_sampling": "anchored", "anchor_share": 1}, "anchor_share"),
+           ({"time_sampling": "anchored", "anchor_share": -0.5}, "anchor_share"),
+           ({"time_sampling": "uniform", "anchor_share": 0.8}, "anchor_share")]
     for options, word in bad:
         with pytest.raises(PiffInputError, match=word):
             ExperimentConfig.from_dict(options)
     ExperimentConfig.from_dict({"prediction": "x0", "prior_residual": True, "time_sampling": "beta_dem",
                                 "depth_loss": "wet_l1", "depth_loss_weight": 0.5})
+    anchored = {**phy, "time_sampling": "anchored"}  # the default share leaves the fingerprint as it was
+    assert (ExperimentConfig.from_dict({**anchored, "anchor_share": 0.5}).fingerprint("0" * 64)
+            == ExperimentConfig.from_dict(anchored).fingerprint("0" * 64)
+            != ExperimentConfig.from_dict({**anchored, "anchor_share": 0.8}).fingerprint("0" * 64))

@@ -20,6 +20,9 @@ PREDICTIONS = ("velocity", "x0")
 # Density of the training time t: U[0, 1) (the paper); SD3's logit-normal; pi0's shifted Beta,
 # heavier towards t = 1 (the DEM end, where every sampler starts).
 TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem", "anchored")
+# ``anchored``: the share of training draws at t = 1, the input of every sampler's first (at NFE 1
+# only) evaluation; the rest U[0, 1). Measured in docs/benchmarks.md, "Anchored time density".
+DEFAULT_ANCHOR_SHARE = 0.5
 # Loss on the clean depth estimate in metres, added to the velocity MSE (weight depth_loss_weight).
 DEPTH_LOSSES = ("none", "l1", "wet_l1")
 

@@ -59,7 +59,8 @@ Training time density (``time_sampling``), t in [0, 1):
   Beta((s - tau) / s; 1.5, 1) density that favours the source end of the flow); here the
   source is the DEM end t = 1, where every sampler makes its first evaluation (its only one
   at NFE 1). Density proportional to sqrt(t - 0.001), mean about 0.6.
-* ``anchored``: with probability ``ANCHOR_PROBABILITY`` (1/2) t = 1 exactly, else U[0, 1).
+* ``anchored``: with probability ``anchor_share`` (1/2 by default) t = 1 exactly, else
+  U[0, 1).
   The atom at t = 1 trains the network on exactly the input of every sampler's first
   evaluation (x = x1, t = 1, no path noise), which is the whole sample at NFE 1 and its
   largest step at NFE 2 (x(0) is the step-weighted mean of the estimates, see above); under
@@ -89,14 +90,12 @@ from dataclasses import dataclass
 
 import torch
 
-from piff.choices import NOISE_MODES, PREDICTIONS, SAMPLERS, TIME_SAMPLINGS
+from piff.choices import DEFAULT_ANCHOR_SHARE, NOISE_MODES, PREDICTIONS, SAMPLERS, TIME_SAMPLINGS
 
 DEFAULT_SIGMA = 0.1
 # pi0's shifted Beta time density (module docstring): Beta(alpha, 1) and the shift s
 BETA_DEM_ALPHA = 1.5
 BETA_DEM_SHIFT = 0.999
-# ``anchored``: the share of training draws at t = 1 (module docstring)
-ANCHOR_PROBABILITY = 0.5
 
 # velocity_fn(x_t (B, C, H, W), t (B,)) -> v (B, C, H, W)
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -111,6 +110,7 @@ class Bridge:
     prediction: str = "velocity"
     prior_residual: bool = False
     time_sampling: str = "uniform"
+    anchor_share: float = DEFAULT_ANCHOR_SHARE  # ``anchored`` only: P(t = 1) in training
 
     def __post_init__(self):
         if self.noise not in NOISE_MODES:
@@ -123,12 +123,17 @@ class Bridge:
             raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}")
         if self.prior_residual and self.prediction != "x0":
             raise ValueError("prior_residual needs prediction='x0'")
+        if not 0 <= self.anchor_share < 1:  # at 1 no draw would train the path below t = 1
+            raise ValueError(f"anchor_share must be in [0, 1), got {self.anchor_share}")
+        if self.anchor_share != DEFAULT_ANCHOR_SHARE and self.time_sampling != "anchored":
+            raise ValueError(f"anchor_share is an option of time_sampling 'anchored', not {self.time_sampling!r}")
 
     def to_dict(self) -> dict:
         """The settings stored in model.pt (``piff.model.trained.load_trained`` reads them back;
         files of earlier versions hold noise and sigma only: the others take their defaults)."""
         return {"noise": self.noise, "sigma": self.sigma, "prediction": self.prediction,
-                "prior_residual": self.prior_residual, "time_sampling": self.time_sampling}
+                "prior_residual": self.prior_residual, "time_sampling": self.time_sampling,
+                "anchor_share": self.anchor_share}
 
     # ---- training ----
     def noise_std(self, t: torch.Tensor) -> torch.Tensor:
@@ -146,7 +151,8 @@ class Bridge:
             return torch.sigmoid(torch.randn(batch, device=device, generator=generator)).clamp_max(1 - 1e-7)
         if self.time_sampling == "anchored":  # one uniform draw decides the atom and places the rest
             u = torch.rand(batch, device=device, generator=generator)
-            return torch.where(u < ANCHOR_PROBABILITY, 1.0, (u - ANCHOR_PROBABILITY) / (1 - ANCHOR_PROBABILITY))
+            a = self.anchor_share
+            return torch.where(u < a, 1.0, (u - a) / (1 - a))
         u = torch.rand(batch, device=device, generator=generator)
         if self.time_sampling == "beta_dem":  # inverse CDF of Beta(alpha, 1): u ** (1 / alpha)
             return 1 - BETA_DEM_SHIFT + BETA_DEM_SHIFT * u.pow(1 / BETA_DEM_ALPHA)

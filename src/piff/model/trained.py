@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from piff.choices import DEFAULT_PRECISION, PRECISIONS, rename_legacy_keys
+from piff.choices import DEFAULT_ANCHOR_SHARE, DEFAULT_PRECISION, PRECISIONS, rename_legacy_keys
 from piff.errors import PiffInputError
 from piff.model.bridge import Bridge
 from piff.model.config import ModelConfig
@@ -154,13 +154,14 @@ def load_trained(path, device="cpu", use_ema: bool = True) -> TrainedModel:
     try:
         config = ModelConfig.from_dict(meta["model_config"])
         # the bridge settings: noise and sigma stored since the first version (also part of the
-        # experiment), prediction, prior_residual and time_sampling since issue 12; a file
+        # experiment), prediction, prior_residual and time_sampling since issue 12 (anchor_share later); a file
         # without them is the paper's velocity bridge, as it was trained
         bridge_opts = meta.get("bridge") or {k: meta["train_config"][k] for k in ("noise", "sigma")}
         bridge = Bridge(bridge_opts["noise"], float(bridge_opts["sigma"]),
                         prediction=bridge_opts.get("prediction", "velocity"),
                         prior_residual=bool(bridge_opts.get("prior_residual", False)),
-                        time_sampling=bridge_opts.get("time_sampling", "uniform"))
+                        time_sampling=bridge_opts.get("time_sampling", "uniform"),
+                        anchor_share=float(bridge_opts.get("anchor_share", DEFAULT_ANCHOR_SHARE)))
         if bridge.prior_residual and not config.use_prior:
             raise ValueError("prior_residual without a prior channel (use_prior is false)")
         normaliser = Normaliser.from_state_dict(meta["normaliser"])

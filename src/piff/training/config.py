@@ -32,12 +32,13 @@ MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, Tr
            "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
            "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
            "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True),
-           "depth_loss_weight": (0, True)}
+           "depth_loss_weight": (0, True), "anchor_share": (0, True)}
 MAXIMUM = {"ema_decay": 1}
 # Keys added after model files and checkpoints were first written (issue 12). Their defaults
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
 # runs started before they existed keep their fingerprint and resume.
-ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight", "augment")
+ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight", "augment",
+              "anchor_share")
 POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -71,6 +72,7 @@ class ExperimentConfig:
     prediction: str = "velocity"  # piff.choices.PREDICTIONS: what the bridge's network outputs
     prior_residual: bool = False  # x0 prediction: the network adds a correction to the prior map
     time_sampling: str = "uniform"  # piff.choices.TIME_SAMPLINGS: training density of t
+    anchor_share: float = choices.DEFAULT_ANCHOR_SHARE  # time_sampling anchored: share of draws at t = 1
     depth_loss: str = "none"  # piff.choices.DEPTH_LOSSES: loss on the clean depth in metres
     depth_loss_weight: float = 1.0  # weight of depth_loss, per metre of mean absolute error
     augment: str = "none"  # piff.choices.AUGMENTATIONS: grid symmetries of the training maps
@@ -125,6 +127,11 @@ class ExperimentConfig:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
         if self.prior_residual and not (self.prediction == "x0" and self.use_prior):
             raise PiffInputError(source, "prior_residual needs prediction = 'x0' and use_prior = true")
+        if self.anchor_share >= 1:  # at 1 no draw would train the path below t = 1
+            raise PiffInputError(source, f"anchor_share must be below 1, got {self.anchor_share!r}")
+        if self.anchor_share != choices.DEFAULT_ANCHOR_SHARE and self.time_sampling != "anchored":
+            raise PiffInputError(source, f"anchor_share is an option of time_sampling = 'anchored', "
+                                         f"not {self.time_sampling!r}")
         if self.batch_size % (self.nproc * self.microbatch):
             raise PiffInputError(source, f"batch_size {self.batch_size} is not a multiple of nproc x microbatch "
                                          f"= {self.nproc} x {self.microbatch}")

@@ -30,7 +30,7 @@ class Objective:
                              else ModelConfig.from_preset(cfg.model, kind=kind, use_prior=cfg.use_prior))
         self.model = build_model(self.model_config).to(device)
         self.bridge = Bridge(cfg.noise, cfg.sigma, prediction=cfg.prediction, prior_residual=cfg.prior_residual,
-                             time_sampling=cfg.time_sampling)
+                             time_sampling=cfg.time_sampling, anchor_share=cfg.anchor_share)
         self.ema = EMA(self.model, cfg.ema_decay)
         self._ddp = self.model
 
