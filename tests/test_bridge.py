@@ -114,8 +114,10 @@ def test_x0_prediction_samples_with_exactly_nfe_network_calls(method, nfe, resid
 def test_bridge_settings_round_trip_and_bad_combinations():
     bridge = Bridge("bridge", 0.2, prediction="x0", prior_residual=True, time_sampling="beta_dem")
     assert Bridge(**bridge.to_dict()) == bridge
+    anchored = Bridge(prediction="x0", time_sampling="anchored", anchor_share=0.8)
+    assert Bridge(**anchored.to_dict()) == anchored
     assert Bridge().to_dict() == {"noise": "constant", "sigma": 0.1, "prediction": "velocity",
-                                  "prior_residual": False, "time_sampling": "uniform"}
+                                  "prior_residual": False, "time_sampling": "uniform", "anchor_share": 0.5}
     for bad in ({"prediction": "eps"}, {"time_sampling": "cosine"}, {"prior_residual": True}):
         with pytest.raises(ValueError):
             Bridge(**bad)
