@@ -96,5 +96,5 @@ def test_the_ablation_script_smoke_run_trains_and_scores_each_variant_and_seed(t
         metrics = json.loads((out / run / "metrics.json").read_text())
         assert metrics["model_fingerprint"], run
     assert "=== ablation: exit 0" in (out / "ablation.log").read_text()
-    # a second call on the same machine reuses the dataset (the device keeps /tmp while warm)
+    # the dataset's name is recorded: a second call on a warm device machine (which keeps /tmp) reuses it
     assert (tmp_path / "work" / "data" / "name").read_text().strip() == "smoke"

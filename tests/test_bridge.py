@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from piff.model.bridge import DEFAULT_ANCHOR_SHARE, NOISE_MODES, SAMPLERS, Bridge
+from piff.choices import DEFAULT_ANCHOR_SHARE
+from piff.model.bridge import NOISE_MODES, SAMPLERS, Bridge
 
 
 def _pair(seed=0, shape=(3, 1, 4, 5)):

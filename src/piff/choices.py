@@ -20,8 +20,9 @@ PREDICTIONS = ("velocity", "x0")
 # Density of the training time t: U[0, 1) (the paper); SD3's logit-normal; pi0's shifted Beta,
 # heavier towards t = 1 (the DEM end, where every sampler starts).
 TIME_SAMPLINGS = ("uniform", "logit_normal", "beta_dem", "anchored")
-# ``anchored``: the share of training draws at t = 1, the input of every sampler's first (at NFE 1
-# only) evaluation; the rest U[0, 1). Measured in docs/benchmarks.md, "Anchored time density".
+# ``anchored``: the share of training draws at t = 1, the input of every sampler's first
+# evaluation (its only one at NFE 1); the rest U[0, 1). Measured in docs/benchmarks.md,
+# "Anchored time density" and "Anchored share 0.8".
 DEFAULT_ANCHOR_SHARE = 0.5
 # Loss on the clean depth estimate in metres, added to the velocity MSE (weight depth_loss_weight).
 DEPTH_LOSSES = ("none", "l1", "wet_l1")
@@ -62,3 +63,13 @@ LEGACY_KEYS = {"use_spm": "use_prior"}
 def rename_legacy_keys(d: dict) -> dict:
     """A copy of a config dict with earlier versions' key names replaced by today's."""
     return {LEGACY_KEYS.get(k, k): v for k, v in d.items()}
+
+
+def anchor_share_problem(anchor_share: float, time_sampling: str) -> str | None:
+    """What is wrong with ``anchor_share`` under ``time_sampling``, or None: the one rule that the
+    bridge (ValueError) and the experiment check (one line naming the config) both apply."""
+    if not 0 <= anchor_share < 1:  # at 1 no draw would train the path below t = 1
+        return f"anchor_share must be in [0, 1), got {anchor_share!r}"
+    if anchor_share != DEFAULT_ANCHOR_SHARE and time_sampling != "anchored":
+        return f"anchor_share is an option of time_sampling 'anchored', not {time_sampling!r}"
+    return None

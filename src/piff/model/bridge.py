@@ -90,7 +90,7 @@ from dataclasses import dataclass
 
 import torch
 
-from piff.choices import DEFAULT_ANCHOR_SHARE, NOISE_MODES, PREDICTIONS, SAMPLERS, TIME_SAMPLINGS
+from piff.choices import DEFAULT_ANCHOR_SHARE, NOISE_MODES, PREDICTIONS, SAMPLERS, TIME_SAMPLINGS, anchor_share_problem
 
 DEFAULT_SIGMA = 0.1
 # pi0's shifted Beta time density (module docstring): Beta(alpha, 1) and the shift s
@@ -123,10 +123,8 @@ class Bridge:
             raise ValueError(f"time_sampling must be one of {TIME_SAMPLINGS}, got {self.time_sampling!r}")
         if self.prior_residual and self.prediction != "x0":
             raise ValueError("prior_residual needs prediction='x0'")
-        if not 0 <= self.anchor_share < 1:  # at 1 no draw would train the path below t = 1
-            raise ValueError(f"anchor_share must be in [0, 1), got {self.anchor_share}")
-        if self.anchor_share != DEFAULT_ANCHOR_SHARE and self.time_sampling != "anchored":
-            raise ValueError(f"anchor_share is an option of time_sampling 'anchored', not {self.time_sampling!r}")
+        if problem := anchor_share_problem(self.anchor_share, self.time_sampling):
+            raise ValueError(problem)
 
     def to_dict(self) -> dict:
         """The settings stored in model.pt (``piff.model.trained.load_trained`` reads them back;

@@ -32,7 +32,7 @@ MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, Tr
            "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
            "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
            "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True),
-           "depth_loss_weight": (0, True), "anchor_share": (0, True)}
+           "depth_loss_weight": (0, True)}  # anchor_share: choices.anchor_share_problem
 MAXIMUM = {"ema_decay": 1}
 # Keys added after model files and checkpoints were first written (issue 12). Their defaults
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
@@ -127,11 +127,8 @@ class ExperimentConfig:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
         if self.prior_residual and not (self.prediction == "x0" and self.use_prior):
             raise PiffInputError(source, "prior_residual needs prediction = 'x0' and use_prior = true")
-        if self.anchor_share >= 1:  # at 1 no draw would train the path below t = 1
-            raise PiffInputError(source, f"anchor_share must be below 1, got {self.anchor_share!r}")
-        if self.anchor_share != choices.DEFAULT_ANCHOR_SHARE and self.time_sampling != "anchored":
-            raise PiffInputError(source, f"anchor_share is an option of time_sampling = 'anchored', "
-                                         f"not {self.time_sampling!r}")
+        if problem := choices.anchor_share_problem(self.anchor_share, self.time_sampling):
+            raise PiffInputError(source, problem)
         if self.batch_size % (self.nproc * self.microbatch):
             raise PiffInputError(source, f"batch_size {self.batch_size} is not a multiple of nproc x microbatch "
                                          f"= {self.nproc} x {self.microbatch}")
