@@ -18,12 +18,15 @@ pytestmark = pytest.mark.slow
 TRAIN = {"dataset": "tiny", "model": "tiny", "steps": 4, "ckpt_every": 4, "batch_size": 4, "microbatch": 4,
          "log_every": 2, "warmup_steps": 1, "nfe": [1, 2]}
 ENSEMBLE = {"dataset": "tiny", "n_storms": 1, "dems": [0, 1], "members": 3, "samples": 2, "nfe": "default",
-            "hours": [4, 8],
+            "hours": [4, 8], "dressing": 2,
             "threads": 1, "error_model": {"sigma_log": 0.4, "rho": 0.5, "max_shift_h": 1}}
+# the tiny dataset with validation storms (80 mm), which the error dressing is fitted on
+DATASET = {**TINY_DATASET, "storms": {**TINY_DATASET["storms"], "totals_mm": [40.0, 80.0, 120.0]},
+           "split": {**TINY_DATASET["split"], "val_totals_mm": [80.0]}}
 
 
 def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_path):
-    config = {"datasets": {"tiny": TINY_DATASET},
+    config = {"datasets": {"tiny": DATASET},
               "experiments": {"bridge": TRAIN, "unet": {**TRAIN, "type": "regression"},
                               "spm": {"dataset": "tiny", "type": "spm"}},
               "ensemble": ENSEMBLE}
@@ -32,6 +35,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert not any(rule.startswith("ensemble") for rule in plan)  # not part of the default target
     jobs = jobs_run(snakemake(tmp_path, "results/ensemble_summary.csv", configfile=cfg))
     assert jobs["ensemble"] == 2 and jobs["ensemble_solver"] == 1 and jobs["ensemble_rain"] == 1
+    assert jobs["error_dressing"] == 2 and jobs["ensemble_dressed"] == 2
     # nfe "default": the bridge's ensemble ran at the NFE its evaluation measured and recorded
     recorded = json.loads((tmp_path / "results" / "bridge" / "metrics.json").read_text())["default_nfe"]["nfe"]
     members = xr.open_dataset(tmp_path / "results" / "ensemble" / "bridge" / "members.nc")
@@ -40,9 +44,15 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
 
     summary = pd.read_csv(tmp_path / "results" / "ensemble_summary.csv")
     every = summary[summary.terrain == "all"].set_index("system")
-    assert set(every.index) == {"solver", "bridge", "unet"}  # trained experiments only, plus the reference
+    # trained experiments only, each also dressed with its validation errors, plus the reference
+    assert set(every.index) == {"solver", "bridge", "unet", "bridge dressed", "unet dressed"}
     assert every.loc["solver", "members"] == 3 and every.loc["unet", "members"] == 3
     assert every.loc["bridge", "members"] == 6  # 3 rain members x 2 bridge samples
+    assert every.loc["bridge dressed", "members"] == 12 and every.loc["unet dressed", "members"] == 6
+    assert every.loc["bridge dressed", "wall_s"] > every.loc["bridge", "wall_s"]
+    dressing = xr.load_dataset(tmp_path / "results" / "bridge" / "error_dressing.nc")
+    assert dressing.attrs["nfe"] == recorded and dressing.attrs["split"] == "val"
+    assert dressing["residual_quantile"].attrs["units"] == "m"
     assert every.loc["solver", "crps_vs_solver"] == 1.0
     assert (every["wall_s"] > 0).all() and np.isfinite(every["speedup_vs_solver"]).all()
     for col in ("crps_m", "brier_0.1", "bss_0.1", "brier_0.3", "spread_skill_ratio"):
@@ -64,7 +74,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert (tmp_path / "results" / "ensemble" / "figures" / "spread_skill.png").stat().st_size > 0
     assert "| solver |" in (tmp_path / "results" / "ensemble_summary.md").read_text()
     crps_map = xr.load_dataset(tmp_path / "results" / "ensemble" / "crps_map.nc")
-    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 3
+    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 5
 
 
 def test_ensemble_config_is_checked_before_any_job(tmp_path):
@@ -74,3 +84,12 @@ def test_ensemble_config_is_checked_before_any_job(tmp_path):
                     check=False)
     assert out.returncode != 0
     assert "config: ensemble.experiments: 'spm' is not a trained experiment" in out.stdout + out.stderr
+
+
+def test_a_dressing_without_validation_storms_is_a_config_error(tmp_path):
+    config = {"datasets": {"tiny": TINY_DATASET}, "experiments": {"bridge": TRAIN}, "ensemble": ENSEMBLE}
+    out = snakemake(tmp_path, "-n", "results/ensemble_summary.csv", configfile=write_config(tmp_path, config),
+                    check=False)
+    assert out.returncode != 0
+    assert "config: ensemble.dressing: the dressing is fitted on validation storms, and dataset 'tiny' has none" \
+        in out.stdout + out.stderr

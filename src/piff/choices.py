@@ -55,6 +55,10 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 # the two equal): named here so the torch-free experiment check can refuse an unknown one.
 MODEL_PRESETS = ("demo", "fast", "tiny", "paper")
 
+# The ensemble summary's name of an experiment's error-dressed ensemble: "<experiment> dressed"
+# (piff.inference.dressing; the workflow's ensemble.dressing).
+DRESSED_SUFFIX = " dressed"
+
 # Config keys of files written by earlier piff versions -> today's names, so that old model.pt
 # files and checkpoints still load (ModelConfig and ExperimentConfig apply it).
 LEGACY_KEYS = {"use_spm": "use_prior"}

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from piff.choices import SAMPLERS, TRAINED_KINDS
+from piff.choices import DRESSED_SUFFIX, SAMPLERS, TRAINED_KINDS
 from piff.data.preprocess import dem_count, dem_splits
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
@@ -213,6 +213,10 @@ def _ensemble_experiments():
     bad = [d for d in (ENSEMBLE["dems"] or []) if d >= n_dems(name)]
     if bad:
         raise ValueError(f"{where}.dems: {bad} are not DEMs of {name!r} (0..{n_dems(name) - 1})")
+    split = ds.get("split", {})
+    if ENSEMBLE["dressing"] and not any(split.get(k) for k in ("val_shapes", "val_totals_mm")):
+        raise ValueError(f"{where}.dressing: the dressing is fitted on validation storms, and dataset {name!r} has "
+                         "none (set its split.val_shapes or split.val_totals_mm, or dressing: 0)")
     return chosen
 
 
@@ -233,6 +237,15 @@ def ensemble_model_inputs(wildcards):
     if ENSEMBLE["nfe"] == default_nfe.MEASURED and config["experiments"][wildcards.experiment]["type"] == "piff":
         inputs["metrics"] = f"results/{wildcards.experiment}/{default_nfe.METRICS_FILE}"
     return inputs
+
+
+def ensemble_member_files():
+    """{system: members file} the summary scores, the solver's apart: each experiment's ensemble,
+    and with ``dressing`` its dressed ensemble as a second system."""
+    files = {e: f"results/ensemble/{e}/members.nc" for e in ENSEMBLE_EXPERIMENTS}
+    if ENSEMBLE["dressing"]:
+        files.update({f"{e}{DRESSED_SUFFIX}": f"results/ensemble/{e}/members_dressed.nc" for e in ENSEMBLE_EXPERIMENTS})
+    return files
 
 
 def ensemble_options(keys):

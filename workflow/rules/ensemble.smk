@@ -5,7 +5,9 @@
 # rainfall-forecast members of the held-out storms -> the solver on every member (reference) and
 # each trained experiment on every member -> CRPS, Brier skill, reliability, spread-skill and
 # wall times against the solver on the real storm. The solver and model ensembles run with the
-# same torch threads (ensemble.threads) one after another, so their wall times compare.
+# same torch threads (ensemble.threads) one after another, so their wall times compare. With
+# ensemble.dressing, each experiment's ensemble is scored a second time, dressed with the
+# model's own errors on the validation storms (error_dressing, ensemble_dressed).
 
 
 rule ensemble_rain:
@@ -68,11 +70,54 @@ rule ensemble:
         "../scripts/ensemble.py"
 
 
+rule error_dressing:
+    input:
+        unpack(ensemble_model_inputs),
+        dataset=ensemble_dataset,
+    output:
+        "results/{experiment}/error_dressing.nc",
+    params:
+        cfg=lambda w: ensemble_options(("sampler", "nfe", "seed")),
+    threads: ENSEMBLE["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        "results/{experiment}/logs/error_dressing.log",
+    benchmark:
+        "results/{experiment}/benchmarks/error_dressing.tsv"
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/error_dressing.py"
+
+
+rule ensemble_dressed:
+    input:
+        members="results/ensemble/{experiment}/members.nc",
+        dressing="results/{experiment}/error_dressing.nc",
+    output:
+        "results/ensemble/{experiment}/members_dressed.nc",
+    params:
+        maps=ENSEMBLE["dressing"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        "results/ensemble/logs/{experiment}_dressed.log",
+    benchmark:
+        "results/ensemble/benchmarks/{experiment}_dressed.tsv"
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/ensemble_dressed.py"
+
+
 rule ensemble_summary:
     input:
         dataset=ensemble_dataset,
         solver="results/ensemble/solver/members.nc",
-        members=expand("results/ensemble/{experiment}/members.nc", experiment=ENSEMBLE_EXPERIMENTS),
+        members=list(ensemble_member_files().values()),
     output:
         csv=report("results/ensemble_summary.csv", caption="../report/ensemble_summary.rst", category="Ensemble"),
         md="results/ensemble_summary.md",
@@ -84,7 +129,7 @@ rule ensemble_summary:
         spread_skill=report("results/ensemble/figures/spread_skill.png",
                             caption="../report/ensemble_spread_skill.rst", category="Ensemble"),
     params:
-        systems=ENSEMBLE_EXPERIMENTS,
+        systems=list(ensemble_member_files()),
     threads: 1
     resources:
         mem_mb=4000,

@@ -48,6 +48,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--members", type=int, default=16, metavar="N",
                         help="bridge samples per rainfall member with the stochastic sampler euler_maruyama "
                              "(default 16)")
+    parser.add_argument("--dressing", type=int, default=0, metavar="K",
+                        help="dress every forecast member into K maps drawn from the model's own errors on the "
+                             "validation storms (error_dressing.nc beside the model, written by the workflow's "
+                             "error_dressing rule; docs/ensemble.md), so the exceedance probabilities include the "
+                             "model's error; gives the ensemble products (default 0: no dressing)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
     parser.add_argument("--device", type=torch_device, default="auto",
                         help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
@@ -117,11 +122,16 @@ def run(args) -> int:
     hours = P.parse_hours(args.hours, members.rain.shape[1])
     for m, r in zip(members.ids, members.rain):
         P.check_rain(r, hours, args.rain if len(members) == 1 else f"{args.rain} (member {m})")
-    ensemble = len(members) > 1
+    ensemble = len(members) > 1 or args.dressing > 0
     if geotiff and len(hours) != 1 and not ensemble:
         raise PiffInputError(out, f"a GeoTIFF holds one map; {len(hours)} hours were requested "
                                   "(use --hours H, or a .nc output)")
     trained = load_trained(args.model, device=resolve_device(args.device))
+    dressing = None
+    if args.dressing:
+        from piff.inference import dressing as D
+
+        dressing = D.read(D.beside(args.model), fingerprint=str(trained.meta.get("fingerprint", "")))
     native_dx = terrain.dx
     if args.resample and not np.isclose(terrain.dx, trained.cell_size_m, rtol=P.CELL_SIZE_RTOL):
         terrain = resample_terrain(terrain, trained.cell_size_m)
@@ -136,9 +146,12 @@ def run(args) -> int:
     # the NFE measured for this model by the workflow, unless --nfe says otherwise
     args.nfe = args.nfe or default_nfe.recorded(args.model, str(trained.meta.get("fingerprint", ""))) \
         or default_nfe.FALLBACK_NFE
+    if dressing is not None and int(dressing.attrs.get("nfe", args.nfe)) != args.nfe:
+        print(f"warning: the dressing was fitted at NFE {dressing.attrs.get('nfe')}, this forecast runs at NFE "
+              f"{args.nfe}: its spread is that of the other NFE's errors")
     if ensemble:
         return _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out,
-                             geotiff, t0)
+                             geotiff, t0, dressing)
     ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
@@ -157,9 +170,13 @@ def run(args) -> int:
 
 
 def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out, geotiff,
-                  t0) -> int:
-    """Every rain member x ``--members`` bridge samples, batched (piff.inference.ensemble)."""
+                  t0, dressing=None) -> int:
+    """Every rain member x ``--members`` bridge samples, batched (piff.inference.ensemble), each
+    dressed into ``--dressing`` maps when a dressing is given (piff.inference.dressing)."""
+    import numpy as np
+
     from piff.data.outputs import ensemble_dataset, write_ensemble_geotiff, write_prediction_netcdf
+    from piff.inference import dressing as D
     from piff.inference import ensemble as E
     from piff.inference import predict as P
 
@@ -169,7 +186,12 @@ def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, off
                                    coarse_factor=args.coarse_factor, elevation_offset_m=offset,
                                    attention=args.attention, precision=args.precision,
                                    progress=not args.no_progress, source=args.dem)
-    products = E.ensemble_products(maps.reshape((-1,) + maps.shape[2:]), hours)
+    maps = maps.reshape((-1,) + maps.shape[2:])  # (forecast member, hour, y, x)
+    if dressing is not None:
+        maps = np.swapaxes(dressing.apply(maps, args.dressing), 0, 1).reshape((-1,) + maps.shape[1:])
+        info.update({"dressing_maps_per_member": int(args.dressing), "dressing": str(D.beside(args.model)),
+                     "forecast_members": int(len(maps))})
+    products = E.ensemble_products(maps, hours)
     ds = ensemble_dataset(terrain, hours, members.rain, members.ids, products, P.THRESHOLDS_M, E.QUANTILES)
     ds.attrs.update(info)
     ds.attrs.update({"dem": str(args.dem), "dem_cell_size_m": float(native_dx), "rainfall_file": str(args.rain),
@@ -179,7 +201,8 @@ def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, off
     else:
         write_prediction_netcdf(ds, out)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0
-    print(f"{out}: {len(members)} rain members x {info['bridge_samples_per_member']} bridge samples; "
+    dressed = f" x {args.dressing} dressed maps" if dressing is not None else ""
+    print(f"{out}: {len(members)} rain members x {info['bridge_samples_per_member']} bridge samples{dressed}; "
           f"{P.summary(ds)}")
     return 0
 
@@ -195,7 +218,7 @@ def tile_size(text: str) -> tuple[int, int]:
 def _check_options(args, out: Path) -> None:
     """Option checks that need no file."""
     check_output(out, inputs=(args.model, args.dem, args.rain), suffixes=NETCDF_SUFFIXES + GEOTIFF_SUFFIXES)
-    for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1),
+    for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1), ("--dressing", args.dressing, 0),
                                ("--batch-size", args.batch_size, 1), ("--coarse-factor", args.coarse_factor, 1)):
         if value is not None and value < low:
             raise PiffInputError(option, f"must be at least {low}, got {value}")

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from piff import __version__, cf
+from piff.choices import DRESSED_SUFFIX
 from piff.data import format as fmt
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
@@ -165,6 +166,55 @@ def solver_members(dataset_path, rain_path, hours, progress: bool = False) -> xr
     return out
 
 
+def model_nfe(trained, nfe, model_path) -> int:
+    """The NFE a trained model's ensemble (and its dressing) runs at: ``nfe``, or for "default"
+    the NFE the evaluation measured for this model (piff.evaluation.default_nfe); 1 for the
+    regression's one shot."""
+    if trained.kind == "regression":
+        return 1
+    return default_nfe.resolve(nfe, model_path, str(trained.meta.get("fingerprint", "")))
+
+
+def fit_dressing(model_path, dataset_path, cfg: dict, device="cpu"):
+    """A trained model's error dressing (piff.inference.dressing), fitted on the dataset's
+    validation storms at the NFE and with the sampler its ensemble runs at."""
+    from piff.inference.dressing import fit_on_validation
+    from piff.model.trained import load_trained
+
+    nfe = model_nfe(load_trained(model_path, device=device), cfg["nfe"], model_path)
+    return fit_on_validation(model_path, dataset_path, nfe=nfe, sampler=cfg["sampler"], seed=int(cfg["seed"]),
+                             device=device)
+
+
+def dressed_members(members_path, dressing_path, k: int) -> xr.Dataset:
+    """A model ensemble with every member dressed into ``k`` maps (member-major) by the model's
+    error dressing; each ensemble's wall time grows by the time the dressing took."""
+    from piff.inference.dressing import read
+
+    m = xr.load_dataset(members_path)
+    dressing = read(dressing_path, fingerprint=str(m.attrs.get("model_fingerprint", "")))
+    if int(dressing.attrs.get("nfe", -1)) != int(m.attrs.get("nfe", -2)):
+        raise PiffInputError(dressing_path, f"fitted at NFE {dressing.attrs.get('nfe')}, but the ensemble "
+                                            f"{members_path} ran at NFE {m.attrs.get('nfe')}")
+    depth = m["depth"].values  # (dem, storm, member, time, y, x)
+    out = np.zeros(depth.shape[:2] + (depth.shape[2] * k,) + depth.shape[3:], np.float32)
+    wall = m["wall_time"].values.astype(np.float64).copy()
+    for i in range(depth.shape[0]):
+        for j in range(depth.shape[1]):
+            t0 = time.perf_counter()
+            dressed = dressing.apply(depth[i, j], k)  # (k, member, time, y, x)
+            out[i, j] = np.swapaxes(dressed, 0, 1).reshape((-1,) + depth.shape[3:])
+            wall[i, j] += time.perf_counter() - t0
+    # members_dataset reads the DEMs, storms and rain-member count from the rain file's coordinates
+    rain = xr.Dataset(coords={"dem": m["dem"], "storm": m["storm"],
+                              "member": np.arange(int(m.attrs.get("rain_members", 0)))})
+    attrs = {a: v for a, v in m.attrs.items() if a not in ("Conventions", "title", "source", "system", "kind",
+                                                           "rain_members")}
+    attrs.update({"dressing_maps_per_member": int(k), "dressing": str(dressing_path)})
+    return members_dataset(m, out, wall, rain, m["time"].values, str(m.attrs.get("system", "")) + DRESSED_SUFFIX,
+                           str(m.attrs.get("kind", "")), attrs)
+
+
 def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment: str = "",
                   device="cpu", progress: bool = False) -> xr.Dataset:
     """A trained experiment's ensemble: every rain member x ``cfg["samples"]`` bridge samples
@@ -177,10 +227,7 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
     rain = xr.load_dataset(rain_path)
     hours = [int(h) for h in cfg["hours"]]
     dems, storms = rain["dem"].values, rain["storm"].values
-    # "default": the NFE the evaluation measured for this model (piff.evaluation.default_nfe);
-    # the regression's one shot ignores it
-    nfe = 1 if trained.kind == "regression" else default_nfe.resolve(
-        cfg["nfe"], model_path, str(trained.meta.get("fingerprint", "")))
+    nfe = model_nfe(trained, cfg["nfe"], model_path)
     opts = dict(samples=int(cfg["samples"]), nfe=nfe, sampler=cfg["sampler"], seed=int(cfg["seed"]),
                 device=device)
     depth, wall, info = None, np.zeros((len(dems), len(storms))), {}
