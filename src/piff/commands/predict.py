@@ -8,8 +8,9 @@ see :func:`piff.inference.predict.predict_maps`), or, for exactly one hour, a Ge
 mean depth (``--out flood.tif``) on the DEM's grid. A rainfall file with several members (an
 NWP or nowcast ensemble) gives a probabilistic forecast: every member x ``--members`` bridge
 samples, batched, with quantiles, exceedance and arrival-time products
-(:func:`piff.inference.ensemble.ensemble_products`, docs/ensemble.md). A thin wrapper: reading and checking
-files here, everything else in ``piff.inference.predict``.
+(:func:`piff.inference.ensemble.ensemble_products`, docs/ensemble.md); ``--dressing K`` adds the
+model's own error to it (each member dressed into K maps, :mod:`piff.inference.dressing`). A thin
+wrapper: reading and checking files here, everything else in ``piff.inference.predict``.
 """
 
 from __future__ import annotations
