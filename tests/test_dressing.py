@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from piff.cli import main
-from piff.data.preprocess import SMOKE_DATASET, build_dataset_in
+from piff.data.preprocess import SMOKE_DATASET, build_dataset_in, storm_splits
 from piff.errors import PiffInputError
 from piff.evaluation import ensemble as S
 from piff.hydro.terrain import synthetic_lowland, write_dem
@@ -95,8 +95,20 @@ def val_dataset(tmp_path_factory):
     return build_dataset_in(tmp_path_factory.mktemp("val_dataset"), cfg)
 
 
+def test_the_config_time_split_is_the_stored_one(val_dataset):
+    """common.smk refuses a dressing without validation storms from storm_splits, before any job:
+    it must label the storm grid as the dataset build stored it."""
+    cfg = {**SMOKE_DATASET, "split": {"test_shapes": ["huff_q1"], "test_totals_mm": [], "val_totals_mm": [150.0]}}
+    stored = xr.load_dataset(val_dataset)["split"].values.astype(str)
+    assert sorted(storm_splits(cfg)) == sorted(stored) and "val" in stored
+    # a validation shape whose every storm is held out for testing leaves no validation storm
+    assert "val" not in storm_splits({**SMOKE_DATASET, "split": {"test_totals_mm": [60.0],
+                                                                 "val_shapes": ["huff_q1"],
+                                                                 "test_shapes": ["huff_q1"]}})
+
+
 def test_a_trained_model_is_fitted_on_its_validation_storms(model_path, val_dataset, tiny_dataset):
-    dressing = D.fit_on_validation(model_path, val_dataset, nfe=2)
+    dressing = D.fit_on_validation(model_path, val_dataset, kind="piff", nfe=2)
     ds = xr.load_dataset(val_dataset)
     val = (ds["split"].values.astype(str) == "val").sum()
     assert val == 2 and dressing.attrs["split"] == "val" and dressing.attrs["nfe"] == 2
@@ -104,7 +116,7 @@ def test_a_trained_model_is_fitted_on_its_validation_storms(model_path, val_data
     assert dressing.attrs["cells_fitted"] == dressing.attrs["maps"] * 16 * 16
     assert dressing.attrs["model_fingerprint"] and dressing.attrs["sampler"] == "euler"
     with pytest.raises(PiffInputError, match="no validation storms"):
-        D.fit_on_validation(model_path, tiny_dataset, nfe=2)
+        D.fit_on_validation(model_path, tiny_dataset, kind="piff", nfe=2)
 
 
 def test_dressed_members_are_member_major_and_timed(tmp_path):
@@ -142,7 +154,7 @@ def test_piff_predict_dresses_the_forecast_with_the_file_beside_the_model(model_
     assert main(args + ["--out", str(tmp_path / "none.nc")]) == 2  # no dressing file beside the model yet
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(D.beside(model_path)) in err
-    D.fit_on_validation(model_path, val_dataset, nfe=2).write(D.beside(model_path))
+    D.fit_on_validation(model_path, val_dataset, kind="piff", nfe=2).write(D.beside(model_path))
     try:
         out = tmp_path / "dressed.nc"
         assert main(args + ["--out", str(out)]) == 0

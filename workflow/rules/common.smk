@@ -5,9 +5,10 @@ import re
 from snakemake.utils import validate
 
 from piff.choices import DRESSED_SUFFIX, SAMPLERS, TRAINED_KINDS
-from piff.data.preprocess import dem_count, dem_splits
+from piff.data.preprocess import dem_count, dem_splits, storm_splits
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
+from piff.inference.dressing import DRESSING_FILE
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
 from piff.yaml_files import load_yaml
 
@@ -213,8 +214,7 @@ def _ensemble_experiments():
     bad = [d for d in (ENSEMBLE["dems"] or []) if d >= n_dems(name)]
     if bad:
         raise ValueError(f"{where}.dems: {bad} are not DEMs of {name!r} (0..{n_dems(name) - 1})")
-    split = ds.get("split", {})
-    if ENSEMBLE["dressing"] and not any(split.get(k) for k in ("val_shapes", "val_totals_mm")):
+    if ENSEMBLE["dressing"] and "val" not in storm_splits(ds):
         raise ValueError(f"{where}.dressing: the dressing is fitted on validation storms, and dataset {name!r} has "
                          "none (set its split.val_shapes or split.val_totals_mm, or dressing: 0)")
     return chosen

@@ -75,7 +75,7 @@ rule error_dressing:
         unpack(ensemble_model_inputs),
         dataset=ensemble_dataset,
     output:
-        "results/{experiment}/error_dressing.nc",
+        f"results/{{experiment}}/{DRESSING_FILE}",  # piff predict --dressing reads it here
     params:
         cfg=lambda w: ensemble_options(("sampler", "nfe", "seed")),
     threads: ENSEMBLE["threads"]
@@ -95,7 +95,7 @@ rule error_dressing:
 rule ensemble_dressed:
     input:
         members="results/ensemble/{experiment}/members.nc",
-        dressing="results/{experiment}/error_dressing.nc",
+        dressing=f"results/{{experiment}}/{DRESSING_FILE}",
     output:
         "results/ensemble/{experiment}/members_dressed.nc",
     params:

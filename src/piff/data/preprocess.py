@@ -124,6 +124,17 @@ def make_storms(storms_cfg: dict, split_cfg: dict) -> xr.Dataset:
     return ds
 
 
+def storm_splits(dataset_cfg: dict) -> list[str]:
+    """The split label of each storm of a dataset's grid (shapes x totals), by the same rule as the
+    stored split (:func:`assign_splits`) but without making the hyetographs: for config checks."""
+    from types import SimpleNamespace
+
+    storms_cfg = dataset_cfg["storms"]
+    grid = [SimpleNamespace(shape=shape, total_mm=float(total))
+            for shape in storms_cfg["shapes"] for total in storms_cfg["totals_mm"]]
+    return assign_splits(grid, dataset_cfg.get("split", {}))
+
+
 def storm_list(table: xr.Dataset):
     """The storm table back as a list of :class:`piff.hydro.storms.Storm` (e.g. to write PIFF's csv)."""
     from piff.hydro.storms import Storm

@@ -181,9 +181,10 @@ def fit_dressing(model_path, dataset_path, cfg: dict, device="cpu"):
     from piff.inference.dressing import fit_on_validation
     from piff.model.trained import load_trained
 
-    nfe = model_nfe(load_trained(model_path, device=device), cfg["nfe"], model_path)
-    return fit_on_validation(model_path, dataset_path, nfe=nfe, sampler=cfg["sampler"], seed=int(cfg["seed"]),
-                             device=device)
+    trained = load_trained(model_path, device=device)
+    nfe = model_nfe(trained, cfg["nfe"], model_path)
+    return fit_on_validation(model_path, dataset_path, kind=trained.kind, nfe=nfe, sampler=cfg["sampler"],
+                             seed=int(cfg["seed"]), device=device)
 
 
 def dressed_members(members_path, dressing_path, k: int) -> xr.Dataset:

@@ -142,32 +142,28 @@ def beside(model_path) -> Path:
     return Path(model_path).with_name(DRESSING_FILE)
 
 
-def fit_on_validation(model_path, dataset_path, *, nfe: int, sampler: str = "euler", seed: int = 0,
+def fit_on_validation(model_path, dataset_path, *, kind: str, nfe: int, sampler: str = "euler", seed: int = 0,
                       device="cpu", batch_size: int = 32) -> ErrorDressing:
     """Fit a trained model's dressing on the dataset's validation storms (every hour, the training
-    DEMs), predicted at ``nfe`` with ``sampler`` (one sample per map)."""
+    DEMs), predicted at ``nfe`` with ``sampler`` (one sample per map). ``kind``: the model's
+    (``TrainedModel.kind``), which the caller has loaded already."""
     from piff.data import format as fmt
     from piff.inference.sampling import sample_test_set
-    from piff.model.trained import load_trained
 
     with fmt.open_dataset(dataset_path) as ds:
         if not len(fmt.storm_ids_in_split(ds, "val")):
             raise PiffInputError(dataset_path, "has no validation storms to fit the dressing on (its split sets "
                                                "no val_shapes, val_totals_mm or val_ids)")
-    trained = load_trained(model_path, device=device)
-    kind = trained.kind
-    pred = sample_test_set(dataset_path, kind=kind, model_path=model_path, nfe=(nfe,), sampler=sampler, seed=seed,
-                           batch_size=batch_size, device=device, split="val")
-    ds = fmt.open_dataset(dataset_path)
-    truth = ds["depth"].sel(dem=pred["dem"].values, storm=pred["storm"].values, time=pred["time"].values).values
-    nodata = (ds["nodata"].sel(dem=pred["dem"].values).values.astype(bool) if "nodata" in ds
-              else np.zeros((pred.sizes["dem"],) + truth.shape[-2:], bool))
-    attrs = {"model": str(model_path), "model_fingerprint": str(trained.meta.get("fingerprint", "")),
+        pred = sample_test_set(dataset_path, kind=kind, model_path=model_path, nfe=(nfe,),
+                               sampler=sampler, seed=seed, batch_size=batch_size, device=device, split="val")
+        truth = ds["depth"].sel(dem=pred["dem"].values, storm=pred["storm"].values, time=pred["time"].values).values
+        nodata = (ds["nodata"].sel(dem=pred["dem"].values).values.astype(bool) if "nodata" in ds
+                  else np.zeros((pred.sizes["dem"],) + truth.shape[-2:], bool))
+    attrs = {"model": str(model_path), "model_fingerprint": pred.attrs["model_fingerprint"],
              "model_kind": kind, "nfe": int(pred["nfe"].values[0]), "sampler": sampler if kind == "piff" else "",
-             "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path), "split": "val",
+             "dataset": str(dataset_path), "dataset_sha256": pred.attrs["dataset_sha256"], "split": "val",
              "maps": int(np.prod(truth.shape[:3])),
              "storms": " ".join(str(int(s)) for s in pred["storm"].values),
              "dems": " ".join(str(int(d)) for d in pred["dem"].values)}
-    ds.close()
     valid = ~nodata[:, None, None]  # (dem, 1, 1, y, x) against (dem, storm, time, y, x)
     return fit(pred["depth"].values[0, 0], truth, valid, attrs)
