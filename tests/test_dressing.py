@@ -164,5 +164,9 @@ def test_piff_predict_dresses_the_forecast_with_the_file_beside_the_model(model_
         assert ((p >= 0) & (p <= 1)).all() and np.isin(np.round(p[np.isfinite(p)] * 4, 6), np.arange(5)).all()
         q = ds["depth_quantile"].values
         assert np.nanmax(q[:, 2] - q[:, 0]) > 0  # the dressing spreads a single deterministic forecast
+        assert "twice" not in capsys.readouterr().out
+        twice = args + ["--sampler", "euler_maruyama", "--members", "2", "--out", str(tmp_path / "twice.nc")]
+        assert main(twice) == 0
+        assert "counts the model's error twice" in capsys.readouterr().out
     finally:
         D.beside(model_path).unlink()

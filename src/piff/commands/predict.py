@@ -21,7 +21,14 @@ from pathlib import Path
 
 from piff.atomic import check_output
 from piff.cf import GEOTIFF_SUFFIXES, NETCDF_SUFFIXES
-from piff.choices import ATTENTION_MODES, DEFAULT_ATTENTION, DEFAULT_PRECISION, PRECISIONS, SAMPLERS
+from piff.choices import (
+    ATTENTION_MODES,
+    DEFAULT_ATTENTION,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    SAMPLERS,
+    STOCHASTIC_SAMPLERS,
+)
 from piff.commands import positive_float, positive_int, torch_device
 from piff.errors import PiffInputError
 
@@ -150,6 +157,10 @@ def run(args) -> int:
     if dressing is not None and int(dressing.attrs.get("nfe", args.nfe)) != args.nfe:
         print(f"warning: the dressing was fitted at NFE {dressing.attrs.get('nfe')}, this forecast runs at NFE "
               f"{args.nfe}: its spread is that of the other NFE's errors")
+    if dressing is not None and sampler in STOCHASTIC_SAMPLERS and args.members > 1:
+        # the bridge's spread stands for the model's error, which the residuals already hold
+        print(f"warning: dressing {args.members} {sampler} samples per member counts the model's error twice "
+              f"(the bridge's spread and the dressing's residuals); use --members 1 or --sampler euler")
     if ensemble:
         return _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out,
                              geotiff, t0, dressing)
