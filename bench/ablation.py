@@ -46,6 +46,7 @@ from piff.yaml_files import load_yaml  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("piff.bench.ablation")
 
+HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 # name -> (options changed from the base experiment, what it tests)
 VARIANTS = {
     "velocity": ({}, "the paper: velocity output, uniform t, constant noise (the base experiment)"),
@@ -81,6 +82,13 @@ VARIANTS = {
                                                 "use_physics": True, "time_sampling": "anchored",
                                                 "anchor_share": 0.8, "augment": "symmetry"},
                                                "today's phy with 80 % of the training draws at t = 1, not 50 %"),
+    # the same compute as the main job's 500 steps of 16 maps, spent on twice the updates: the
+    # warm-up and the EMA horizon keep their length in maps (800 and ~1600)
+    "phy_batch8": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
+                    "time_sampling": "anchored", "augment": "symmetry", **HALF_BATCH},
+                   "today's phy with batches of 8 maps for twice the steps (the same maps seen)"),
+    "unet_batch8": ({"type": "regression", "augment": "symmetry", **HALF_BATCH},
+                    "the U-Net with batches of 8 maps for twice the steps (the same maps seen)"),
     "fast_phy": ({"model": "fast", "prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                   "use_physics": True}, "phy on the fast preset (8-16-32-64 channels)"),
     "fast_unet": ({"model": "fast", "type": "regression"}, "the U-Net regression on the fast preset"),
