@@ -46,6 +46,10 @@ from piff.yaml_files import load_yaml  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("piff.bench.ablation")
 
+# today's phy and unet of config.yaml, as changes from the base experiment
+PHY = {"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
+       "time_sampling": "anchored", "augment": "symmetry"}
+UNET = {"type": "regression", "augment": "symmetry"}
 HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 # name -> (options changed from the base experiment, what it tests)
 VARIANTS = {
@@ -73,24 +77,18 @@ VARIANTS = {
     "x0_residual_l1_phy_anchored": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                                      "use_physics": True, "time_sampling": "anchored"},
                                     "phy with half the training draws at t = 1, the sampler's first input"),
-    "x0_residual_l1_phy_anchored_symmetry": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
-                                              "use_physics": True, "time_sampling": "anchored",
-                                              "augment": "symmetry"},
+    "x0_residual_l1_phy_anchored_symmetry": (PHY,
                                              "the anchored phy, each training map under a random grid symmetry "
                                              "that keeps its boundaries"),
-    "x0_residual_l1_phy_anchored80_symmetry": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
-                                                "use_physics": True, "time_sampling": "anchored",
-                                                "anchor_share": 0.8, "augment": "symmetry"},
+    "x0_residual_l1_phy_anchored80_symmetry": ({**PHY, "anchor_share": 0.8},
                                                "today's phy with 80 % of the training draws at t = 1, not 50 %"),
     # the same compute as the main job's 500 steps of 16 maps, spent on twice the updates: the
     # warm-up and the EMA horizon keep their length in maps (800 and ~1600)
-    "phy_batch8": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
-                    "time_sampling": "anchored", "augment": "symmetry", **HALF_BATCH},
+    "phy_batch8": ({**PHY, **HALF_BATCH},
                    "today's phy with batches of 8 maps for twice the steps (the same maps seen)"),
-    "unet_batch8": ({"type": "regression", "augment": "symmetry", **HALF_BATCH},
+    "unet_batch8": ({**UNET, **HALF_BATCH},
                     "the U-Net with batches of 8 maps for twice the steps (the same maps seen)"),
-    "phy_no_physics": ({"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": False,
-                        "time_sampling": "anchored", "augment": "symmetry"},
+    "phy_no_physics": ({**PHY, "use_physics": False},
                        "today's phy without the mass-conservation loss"),
     "fast_phy": ({"model": "fast", "prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                   "use_physics": True}, "phy on the fast preset (8-16-32-64 channels)"),
@@ -98,7 +96,7 @@ VARIANTS = {
     "velocity_logit_normal": ({"time_sampling": "logit_normal"}, "velocity + logit-normal t"),
     "velocity_noise_none": ({"noise": "none"}, "velocity without path noise"),
     "unet": ({"type": "regression"}, "same-backbone U-Net regression (L1, one shot): the bar"),
-    "unet_symmetry": ({"type": "regression", "augment": "symmetry"},
+    "unet_symmetry": (UNET,
                       "the U-Net regression with the same grid-symmetry augmentation"),
 }
 DEFAULT_VARIANTS = ("velocity", "velocity_phy", "x0", "x0_residual", "x0_l1", "x0_wet_l1", "x0_logit_normal",

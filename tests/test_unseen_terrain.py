@@ -120,7 +120,7 @@ UNSEEN = {
 
 
 @pytest.mark.slow
-# 400 training steps on one thread: ~5 min on a slow 2-core host (2026-12-05), hence its own limit
+# 400 training steps on one thread: ~7 min on a slow 2-core host (2026-12-05), hence its own limit
 @pytest.mark.timeout(1800)
 def test_predict_on_an_unseen_real_window_beats_the_spm_prior(tmp_path):
     """``piff predict`` with a trained phy model on a real DEM it never saw, against ``piff simulate``
