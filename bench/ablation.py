@@ -50,6 +50,7 @@ log = logging.getLogger("piff.bench.ablation")
 PHY = {"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
        "time_sampling": "anchored", "augment": "symmetry"}
 UNET = {"type": "regression", "augment": "symmetry"}
+PATCH2 = {"model": "demo_patch2"}
 HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 # name -> (options changed from the base experiment, what it tests)
 VARIANTS = {
@@ -90,6 +91,23 @@ VARIANTS = {
                     "the U-Net with batches of 8 maps for twice the steps (the same maps seen)"),
     "phy_no_physics": ({**PHY, "use_physics": False},
                        "today's phy without the mass-conservation loss"),
+    # the demo network without its full-resolution level (1.8x cheaper a training step): at the
+    # same steps, and at the same training compute as phy (900 steps)
+    "phy_patch2": ({**PHY, **PATCH2}, "today's phy on the patch-2 network (no full-resolution level)"),
+    "unet_patch2": ({**UNET, **PATCH2}, "the U-Net on the patch-2 network"),
+    "phy_patch2_900": ({**PHY, **PATCH2, "steps": 900},
+                       "today's phy on the patch-2 network for 900 steps, the compute of 500 on the demo network"),
+    "unet_patch2_900": ({**UNET, **PATCH2, "steps": 900},
+                        "the U-Net on the patch-2 network for 900 steps, the compute of 500 on the demo network"),
+    # why the U-Net turns more steps into skill and phy does not: one difference at a time
+    "phy_patch2_900_direct": ({**PHY, **PATCH2, "steps": 900, "prior_residual": False},
+                              "phy_patch2_900 predicting the depth itself, not a correction to the prior"),
+    "phy_patch2_900_no_physics": ({**PHY, **PATCH2, "steps": 900, "use_physics": False},
+                                  "phy_patch2_900 without the mass-conservation loss"),
+    "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
+                            "phy_patch2_900 with a full-resolution head that sees the input maps"),
+    "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},
+                             "unet_patch2_900 with a full-resolution head that sees the input maps"),
     "fast_phy": ({"model": "fast", "prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                   "use_physics": True}, "phy on the fast preset (8-16-32-64 channels)"),
     "fast_unet": ({"model": "fast", "type": "regression"}, "the U-Net regression on the fast preset"),

@@ -3,13 +3,9 @@ a real model trained on it for a few steps."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
+from model_utils import train_tiny_model
 
 from piff.data.preprocess import SMOKE_DATASET, build_dataset_in
 
@@ -27,14 +23,7 @@ def tiny_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model_path(tiny_dataset, tmp_path_factory):
     """A real model.pt: 4 optimiser steps on the 16x16, 20 m tiny dataset (~10 s)."""
-    work = tmp_path_factory.mktemp("model")
-    hparams = {"steps": 4, "batch_size": 4, "microbatch": 4, "ckpt_every": 4, "log_every": 4, "warmup_steps": 1,
-               "seed": 1}
-    cmd = [sys.executable, "-m", "piff.training", "--hparams", json.dumps(hparams), "--dataset", str(tiny_dataset),
-           "--workdir", str(work), "--out", str(work / "model.pt"), "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return work / "model.pt"
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

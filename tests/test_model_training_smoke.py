@@ -204,7 +204,9 @@ OPTIONS = {"x0": {"prediction": "x0"},
            "logit_normal": {"time_sampling": "logit_normal"},
            "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"},
            "x0_residual_l1_anchored80": {"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
-                                         "time_sampling": "anchored", "anchor_share": 0.8}}
+                                         "time_sampling": "anchored", "anchor_share": 0.8},
+           "phy_on_the_patch2_network": {"model": "demo_patch2", "prediction": "x0", "prior_residual": True,
+                                         "depth_loss": "l1", "use_physics": True, "time_sampling": "anchored"}}
 
 
 def _train_briefly(options: dict, dataset_path, steps: int, seeds: int = 4):

@@ -314,6 +314,25 @@ def test_small_dem_is_padded_to_one_window(trained):
     assert ds["depth_mean"].shape == (1, 10, 13) and np.isfinite(ds["depth_mean"]).all()
 
 
+@pytest.mark.parametrize("tile", [None, 16])
+def test_a_patch2_network_predicts_a_dem_of_any_size(tiny_dataset, tmp_path, tile):
+    """The demo_patch2 network (size multiple 8, no full-resolution level) predicts a 37 x 45
+    DEM whole (padded) and in tiles, at full resolution, nodata kept."""
+    from model_utils import train_tiny_model
+
+    from piff.model.trained import load_trained
+
+    model = load_trained(train_tiny_model(tiny_dataset, tmp_path, model="demo_patch2", prediction="x0",
+                                          prior_residual=True, time_sampling="anchored"))
+    assert model.model.config.patch == 2 and model.model.config.size_multiple == 8
+    box = (slice(3, 9), slice(0, 5))
+    terrain = georeferenced((37, 45), seed=4, nodata_box=box)
+    ds = P.predict_maps(model, terrain, RAIN, [3, 6], nfe=2, tile=tile)
+    depth = ds["depth_mean"].values
+    assert depth.shape == (2, 37, 45) and np.isnan(depth[:, box[0], box[1]]).all()
+    assert np.isfinite(depth[:, ~terrain.nodata_mask]).all() and (depth[:, ~terrain.nodata_mask] >= 0).all()
+
+
 def test_ensemble_probabilities(trained):
     terrain = georeferenced(24, seed=5)
     kw = dict(nfe=3, sampler="euler_maruyama", members=6, seed=11)

@@ -56,6 +56,58 @@ def test_size_not_divisible_is_a_clear_error():
         model(x, t, z, s, rain)
 
 
+@pytest.mark.parametrize("preset", ["demo_patch2", "demo_patch2_fine"])
+def test_the_patch2_network_has_no_full_resolution_level_but_a_full_resolution_output(preset):
+    """demo_patch2 folds each 2 x 2 block of cells into channels before its first level and
+    unfolds its output the same way: the map comes back at full size, its size multiple doubles
+    (3 levels, patch 2: 8), and the four cells of one block get their own values, not a copy."""
+    from piff.model.attention import SpatialTransformer
+
+    model = build_model(ModelConfig.from_preset(preset)).eval()
+    _wake_zero_init(model)
+    assert model.net.conv_in.in_channels == 3 * 4 and model.net.size_multiple == model.config.size_multiple == 8
+    assert {m.ds for m in model.modules() if isinstance(m, SpatialTransformer)} == {8}  # attention at 1/8
+    levels = []
+    model.net.down[0].register_forward_hook(lambda mod, inp, out: levels.append(out.shape[-2:]))
+    (x, z, s), t, rain = _inputs(1, 32, 48)
+    with torch.no_grad():
+        out = model(x, t, z, s, rain)
+    assert out.shape == (1, 1, 32, 48) and levels == [(16, 24)]  # the first level at half resolution
+    blocks = [out[..., i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    assert all((b - blocks[0]).abs().max() > 1e-4 for b in blocks[1:])
+    (x, z, s), t, rain = _inputs(1, 36, 48)
+    with pytest.raises(PiffInputError, match="36x48 is not divisible by 8"):
+        model(x, t, z, s, rain)
+
+
+def test_the_fine_head_sees_each_cells_own_inputs():
+    """demo_patch2_fine: with the unfolded features silenced, the output at a cell still responds
+    to the DEM at that cell and its neighbours within two cells (two 3 x 3 convolutions at full
+    resolution), and to nothing farther."""
+    model = build_model(ModelConfig.from_preset("demo_patch2_fine")).eval()
+    _wake_zero_init(model)
+    assert model.net.fine[0].in_channels == 8 + 3
+    with torch.no_grad():
+        model.net.out[-1].weight.zero_()
+        model.net.out[-1].bias.zero_()
+    (x, z, s), t, rain = _inputs(1, 16, 16)
+    z = z.clone().requires_grad_(True)
+    model(x, t, z, s, rain)[0, 0, 5, 6].backward()
+    g = z.grad[0, 0].abs()
+    near = torch.zeros_like(g, dtype=torch.bool)
+    near[3:8, 4:9] = True
+    assert g[5, 6] > 0 and (g[~near] == 0).all()
+
+
+def test_patch_is_checked_and_model_files_without_it_keep_patch_1():
+    with pytest.raises(PiffInputError, match="patch must be a whole number >= 1"):
+        ModelConfig.from_preset("demo", patch=0)
+    with pytest.raises(PiffInputError, match="needs patch > 1"):
+        ModelConfig.from_preset("demo", fine_channels=8)
+    stored = {k: v for k, v in ModelConfig.from_preset("demo").to_dict().items() if k not in ("patch", "fine_channels")}
+    assert ModelConfig.from_dict(stored) == ModelConfig.from_preset("demo") and ModelConfig.from_dict(stored).patch == 1
+
+
 def test_without_prior():
     model = build_model(ModelConfig.from_preset("tiny", use_prior=False))
     assert model.net.conv_in.in_channels == 2

@@ -53,7 +53,7 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 
 # Network presets (the keys of piff.model.config.PRESETS, which holds their sizes; a test keeps
 # the two equal): named here so the torch-free experiment check can refuse an unknown one.
-MODEL_PRESETS = ("demo", "fast", "tiny", "paper")
+MODEL_PRESETS = ("demo", "demo_patch2", "demo_patch2_fine", "fast", "tiny", "paper")
 
 # The ensemble summary's name of an experiment's error-dressed ensemble: "<experiment> dressed"
 # (piff.inference.dressing; the workflow's ensemble.dressing).

@@ -35,10 +35,24 @@ class ModelConfig:
     rain_width: int = 128
     rain_layers: int = 1
     rain_heads: int = 4
+    # Side of the square cell blocks the network works on: 2 folds each 2 x 2 block of the input
+    # maps into channels (pixel unshuffle) before the first level and unfolds the output the same
+    # way (sub-pixel convolution), so no level runs at full resolution; 1: none.
+    patch: int = 1
+    # patch > 1: channels of a small full-resolution head after the unfolding, which also sees
+    # the input maps (two 3 x 3 convolutions); 0: the unfolded output is the output.
+    fine_channels: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise PiffInputError("model config", f"kind must be one of {KINDS}, got {self.kind!r}")
+        if not isinstance(self.patch, int) or isinstance(self.patch, bool) or self.patch < 1:
+            raise PiffInputError("model config", f"patch must be a whole number >= 1, got {self.patch!r}")
+        fine = self.fine_channels
+        if not isinstance(fine, int) or isinstance(fine, bool) or fine < 0:
+            raise PiffInputError("model config", f"fine_channels must be a whole number >= 0, got {fine!r}")
+        if fine and self.patch == 1:
+            raise PiffInputError("model config", "fine_channels is a head after the unfolding: it needs patch > 1")
 
     @classmethod
     def from_preset(cls, name: str = "tiny", **overrides) -> ModelConfig:
@@ -54,7 +68,7 @@ class ModelConfig:
     @property
     def size_multiple(self) -> int:
         """H and W must be multiples of this."""
-        return 2 ** (len(self.channel_mult) - 1)
+        return self.patch * 2 ** (len(self.channel_mult) - 1)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -87,6 +101,16 @@ PRESETS = {
     # goes"), for `piff predict` where one map must come in well under a second.
     "fast": ModelConfig(preset="fast", base_channels=8, channel_mult=(1, 2, 4, 8), norm_groups=8, head_channels=16,
                         attention_ds=(8,), rain_width=64),
+    # The demo network without its full-resolution level: each 2 x 2 block of cells enters as
+    # channels (patch 2), and the levels are the demo's 1/2, 1/4 and 1/8 ones (32-32-64
+    # channels, attention at 1/8; ~1.2 M parameters). Half the demo's cost per map, in training
+    # and in prediction (docs/benchmarks.md, "The patch-2 network").
+    "demo_patch2": ModelConfig(preset="demo_patch2", base_channels=32, channel_mult=(1, 1, 2), norm_groups=16,
+                               head_channels=16, attention_ds=(8,), rain_width=64, patch=2),
+    # demo_patch2 with a full-resolution head of 8 channels that sees the input maps.
+    "demo_patch2_fine": ModelConfig(preset="demo_patch2_fine", base_channels=32, channel_mult=(1, 1, 2),
+                                    norm_groups=16, head_channels=16, attention_ds=(8,), rain_width=64, patch=2,
+                                    fine_channels=8),
     # Paper scale: ~172 M parameters (U-Net 171.3 M + rainfall encoder 0.9 M; the paper says
     # ~174 M). Transformer width 512 = the channel width at 32x32 / 16x16; ff_mult 5 brings the
     # total to within ~1 % of the paper's count (ff_mult 4 would give ~163 M).

@@ -25,7 +25,8 @@ class ConditionedNet(nn.Module):
                                             dropout=config.dropout)
         self.net = UNet(config.in_channels, 1, config.base_channels, config.channel_mult, config.num_res_blocks,
                         config.attention_ds, config.num_heads, config.head_channels, config.transformer_depth,
-                        config.ff_mult, config.rain_width, config.dropout, config.norm_groups)
+                        config.ff_mult, config.rain_width, config.dropout, config.norm_groups, config.patch,
+                        config.fine_channels)
         # found once: walking the ~370 modules on every prediction call would cost milliseconds
         self._attention_sites = [m for m in self.net.modules() if isinstance(m, SpatialTransformer)]
 

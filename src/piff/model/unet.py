@@ -1,11 +1,15 @@
 """ADM / guided-diffusion style U-Net with FiLM time conditioning and rainfall cross-attention.
 
-Levels: one per entry of ``channel_mult``; level ``l`` runs at 1 / 2**l of the input size with
-``base * channel_mult[l]`` channels. Encoder: ``num_res_blocks`` residual blocks per level,
-then a stride-2 conv (except the last level). Middle: res, transformer, res. Decoder:
-``num_res_blocks + 1`` residual blocks per level on the concatenated skips, nearest-neighbour
-upsampling + conv. A spatial transformer (self-attn, cross-attn to the rain tokens, FF)
-follows every residual block at a downsampling factor listed in ``attention_ds``.
+Levels: one per entry of ``channel_mult``; level ``l`` runs at 1 / (patch * 2**l) of the input
+size with ``base * channel_mult[l]`` channels. ``patch`` > 1 folds each patch x patch block of
+cells into channels before the first level (pixel unshuffle) and unfolds the output the same way
+(sub-pixel convolution, Shi et al. 2016, "Real-time single image and video super-resolution"),
+optionally followed by a small full-resolution head that also sees the input (``fine_channels``).
+Encoder: ``num_res_blocks`` residual blocks per level, then a stride-2 conv (except the last
+level). Middle: res, transformer, res. Decoder: ``num_res_blocks + 1`` residual blocks per level
+on the concatenated skips, nearest-neighbour upsampling + conv. A spatial transformer
+(self-attn, cross-attn to the rain tokens, FF) follows every residual block at a downsampling
+factor listed in ``attention_ds``.
 """
 
 from __future__ import annotations
@@ -95,9 +99,11 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, out_channels: int = 1, base_channels: int = 128,
                  channel_mult=(1, 1, 2, 4, 4), num_res_blocks: int = 2, attention_ds=(8, 16),
                  num_heads: int = 8, head_channels: int = 64, transformer_depth: int = 1, ff_mult: int = 4,
-                 context_dim: int = 256, dropout: float = 0.0, norm_groups: int = 32):
+                 context_dim: int = 256, dropout: float = 0.0, norm_groups: int = 32, patch: int = 1,
+                 fine_channels: int = 0):
         super().__init__()
         self.levels = len(channel_mult)
+        self.patch = patch
         emb_dim = 4 * base_channels
         self.base_channels = base_channels
         self.time_embed = nn.Sequential(nn.Linear(base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -109,9 +115,9 @@ class UNet(nn.Module):
             return SpatialTransformer(ch, num_heads, head_channels, context_dim, transformer_depth, ff_mult, dropout,
                                       norm_groups, ds=ds)  # ds: the resolution where it is called
 
-        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels * patch**2, base_channels, 3, padding=1)
         self.down = nn.ModuleList()
-        skip_channels, ch, ds = [base_channels], base_channels, 1
+        skip_channels, ch, ds = [base_channels], base_channels, patch
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
                 layers = [res(ch, base_channels * mult)]
@@ -134,17 +140,26 @@ class UNet(nn.Module):
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.up.append(Stage(*layers))
-        self.out = nn.Sequential(group_norm(ch, norm_groups), nn.SiLU(),
-                                 zero_module(nn.Conv2d(ch, out_channels, 3, padding=1)))
+        if patch > 1 and fine_channels > 0:
+            # unfold to fine_channels features per cell, then two full-resolution convolutions
+            # that also see the input maps: a direct path from each cell's inputs to its output
+            self.out = nn.Sequential(group_norm(ch, norm_groups), nn.SiLU(),
+                                     nn.Conv2d(ch, fine_channels * patch**2, 3, padding=1))
+            self.fine = nn.Sequential(nn.Conv2d(fine_channels + in_channels, fine_channels, 3, padding=1), nn.SiLU(),
+                                      zero_module(nn.Conv2d(fine_channels, out_channels, 3, padding=1)))
+        else:
+            self.out = nn.Sequential(group_norm(ch, norm_groups), nn.SiLU(),
+                                     zero_module(nn.Conv2d(ch, out_channels * patch**2, 3, padding=1)))
+            self.fine = None
 
     @property
     def size_multiple(self) -> int:
-        return 2 ** (self.levels - 1)
+        return self.patch * 2 ** (self.levels - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         self._check_size(x)
         emb = self.time_embed(timestep_embedding(t, self.base_channels).to(x.dtype))
-        h = self.conv_in(x)
+        h = self.conv_in(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
         skips = [h]
         for stage in self.down:
             h = stage(h, emb, context)
@@ -153,11 +168,18 @@ class UNet(nn.Module):
         for stage in self.up:
             h = stage(torch.cat([h, skips.pop()], dim=1), emb, context)
         if h.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(h.device.type):
-            # the output layer in float32 even under autocast: its result is the depth (or
+            # the output layers in float32 even under autocast: their result is the depth (or
             # velocity) itself, which bf16 would round to 3 significant digits
             with torch.autocast(h.device.type, enabled=False):
-                return self.out(h.float())
-        return self.out(h)
+                return self._output(h.float(), x.float())
+        return self._output(h, x)
+
+    def _output(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The last features (at 1 / patch of the map) -> the full-resolution output."""
+        h = self.out(h)
+        if self.patch > 1:
+            h = F.pixel_shuffle(h, self.patch)
+        return h if self.fine is None else self.fine(torch.cat([h, x], dim=1))
 
     def _check_size(self, x: torch.Tensor) -> None:
         m = self.size_multiple
