@@ -205,6 +205,7 @@ OPTIONS = {"x0": {"prediction": "x0"},
            "x0_beta_dem": {"prediction": "x0", "time_sampling": "beta_dem", "noise": "none"},
            "x0_residual_l1_anchored80": {"prediction": "x0", "prior_residual": True, "depth_loss": "l1",
                                          "time_sampling": "anchored", "anchor_share": 0.8},
+           "x0_l1_without_the_velocity_mse": {"prediction": "x0", "depth_loss": "l1", "velocity_loss_weight": 0.0},
            "phy_on_the_patch2_network": {"model": "demo_patch2", "prediction": "x0", "prior_residual": True,
                                          "depth_loss": "l1", "use_physics": True, "time_sampling": "anchored"}}
 
@@ -251,6 +252,23 @@ def test_each_new_option_trains_and_lowers_the_loss(name, tiny_dataset):
     first = sum(h["loss"] for h in history[:4])
     last = sum(h["loss"] for h in history[-4:])
     assert all(math.isfinite(h["loss"]) for h in history) and last < 0.5 * first, (first, last)
+
+
+def test_velocity_loss_weight_scales_the_bridge_term_only():
+    """The loss is velocity_loss_weight * MSE + the depth (and physics) terms, on the same draws:
+    weight 0 leaves the L1 on depth alone, weight 2 doubles the MSE's share."""
+    batch = make_batch(h=16, w=16)
+    norm, bridge = _normaliser(batch), Bridge(prediction="x0")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_preset("tiny", **SMALL))
+    parts = {}
+    for weight in (0.0, 1.0, 2.0):
+        loss, logs = training_loss(model, bridge, norm, batch, generator=torch.Generator().manual_seed(3),
+                                   depth_loss="l1", velocity_loss_weight=weight)
+        parts[weight] = (loss.item(), logs["mse"].item(), logs["depth_loss"].item())
+    mse, dl = parts[1.0][1], parts[1.0][2]
+    assert mse > 0 and dl > 0 and all(p[1:] == (mse, dl) for p in parts.values())
+    assert parts[0.0][0] == pytest.approx(dl) and parts[2.0][0] == pytest.approx(2 * mse + dl)
 
 
 def test_depth_losses_in_metres():
@@ -352,12 +370,18 @@ def test_new_experiment_options_are_checked_and_old_fingerprints_kept():
            ({"prediction": "x0", "prior_residual": True, "use_prior": False}, "prior_residual"),
            ({"time_sampling": "anchored", "anchor_share": 1}, "anchor_share"),
            ({"time_sampling": "anchored", "anchor_share": -0.5}, "anchor_share"),
-           ({"time_sampling": "uniform", "anchor_share": 0.8}, "anchor_share")]
+           ({"time_sampling": "uniform", "anchor_share": 0.8}, "anchor_share"),
+           ({"velocity_loss_weight": -1.0}, "velocity_loss_weight"),
+           ({"velocity_loss_weight": 0.0}, "no loss to train on")]
     for options, word in bad:
         with pytest.raises(PiffInputError, match=word):
             ExperimentConfig.from_dict(options)
     ExperimentConfig.from_dict({"prediction": "x0", "prior_residual": True, "time_sampling": "beta_dem",
                                 "depth_loss": "wet_l1", "depth_loss_weight": 0.5})
+    weighted = {**phy, "prediction": "x0", "depth_loss": "l1"}  # the default weight keeps the fingerprint
+    assert (ExperimentConfig.from_dict({**weighted, "velocity_loss_weight": 1.0}).fingerprint("0" * 64)
+            == ExperimentConfig.from_dict(weighted).fingerprint("0" * 64)
+            != ExperimentConfig.from_dict({**weighted, "velocity_loss_weight": 0.0}).fingerprint("0" * 64))
     anchored = {**phy, "time_sampling": "anchored"}  # the default share leaves the fingerprint as it was
     assert (ExperimentConfig.from_dict({**anchored, "anchor_share": 0.5}).fingerprint("0" * 64)
             == ExperimentConfig.from_dict(anchored).fingerprint("0" * 64)

@@ -54,8 +54,10 @@ class PIFFModel(ConditionedNet):
 def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batch: dict,
                   use_physics: bool = False, physics_weight: float = 0.1,
                   generator: torch.Generator | None = None, physics_flux: str = "scaled",
-                  depth_loss: str = "none", depth_loss_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
-    """Velocity MSE (+ physics_weight * continuity loss) (+ depth_loss_weight * depth loss) on one batch.
+                  depth_loss: str = "none", depth_loss_weight: float = 1.0,
+                  velocity_loss_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """velocity_loss_weight * velocity MSE (+ physics_weight * continuity loss) (+ depth_loss_weight
+    * depth loss) on one batch.
 
     t comes from ``bridge.sample_time`` (its ``time_sampling`` density); the network output is
     turned into the velocity v and the clean estimate x0_hat by ``bridge.outputs`` (velocity or
@@ -99,7 +101,7 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     else:  # v - (x1 - x0) = x0 - x0_hat
         mse = (x0_hat - x0).square().mean()
     logs = {"mse": mse.detach()}
-    loss = mse
+    loss = velocity_loss_weight * mse
     if use_physics:
         phys = _physics_term(normaliser, batch, x0_hat, physics_flux)
         loss = loss + physics_weight * phys

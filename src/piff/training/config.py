@@ -32,13 +32,13 @@ MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, Tr
            "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
            "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
            "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True),
-           "depth_loss_weight": (0, True)}  # anchor_share: choices.anchor_share_problem
+           "depth_loss_weight": (0, True), "velocity_loss_weight": (0, True)}  # anchor_share: choices.anchor_share_problem
 MAXIMUM = {"ema_decay": 1}
 # Keys added after model files and checkpoints were first written (issue 12). Their defaults
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
 # runs started before they existed keep their fingerprint and resume.
 ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight", "augment",
-              "anchor_share")
+              "anchor_share", "velocity_loss_weight")
 POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -75,6 +75,7 @@ class ExperimentConfig:
     anchor_share: float = choices.DEFAULT_ANCHOR_SHARE  # time_sampling anchored: share of draws at t = 1
     depth_loss: str = "none"  # piff.choices.DEPTH_LOSSES: loss on the clean depth in metres
     depth_loss_weight: float = 1.0  # weight of depth_loss, per metre of mean absolute error
+    velocity_loss_weight: float = 1.0  # weight of the bridge's velocity MSE (model units squared)
     augment: str = "none"  # piff.choices.AUGMENTATIONS: grid symmetries of the training maps
     use_prior: bool = True
     prior: str = "spm"
@@ -127,6 +128,8 @@ class ExperimentConfig:
                 raise PiffInputError(source, f"{key} = {getattr(self, key)!r}; expected one of {allowed}")
         if self.prior_residual and not (self.prediction == "x0" and self.use_prior):
             raise PiffInputError(source, "prior_residual needs prediction = 'x0' and use_prior = true")
+        if self.type == "piff" and self.velocity_loss_weight == 0 and self.depth_loss == "none":
+            raise PiffInputError(source, "velocity_loss_weight = 0 with depth_loss = 'none' leaves no loss to train on")
         if problem := choices.anchor_share_problem(self.anchor_share, self.time_sampling):
             raise PiffInputError(source, problem)
         if self.batch_size % (self.nproc * self.microbatch):
