@@ -32,7 +32,8 @@ MINIMUM = {"sigma": (0, True), "physics_weight": (0, True), "batch_size": (1, Tr
            "ema_decay": (0, True), "warmup_steps": (0, True), "steps": (1, True), "ckpt_every": (1, True),
            "keep_checkpoints": (1, True), "log_every": (1, True), "nproc": (1, True), "members": (1, True),
            "nodes": (1, True), "wall_time_budget_min": (0, True), "sample_batch_size": (1, True),
-           "depth_loss_weight": (0, True), "velocity_loss_weight": (0, True)}  # anchor_share: choices.anchor_share_problem
+           "depth_loss_weight": (0, True),
+           "velocity_loss_weight": (0, True)}  # anchor_share: choices.anchor_share_problem
 MAXIMUM = {"ema_decay": 1}
 # Keys added after model files and checkpoints were first written (issue 12). Their defaults
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
