@@ -106,6 +106,8 @@ VARIANTS = {
                                   "phy_patch2_900 without the mass-conservation loss"),
     "phy_patch2_900_l1_only": ({**PHY, **PATCH2, "steps": 900, "velocity_loss_weight": 0.0},
                                "phy_patch2_900 without the bridge's velocity MSE: L1 on depth and physics only"),
+    "phy_patch2_900_anchored95": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95},
+                                  "phy_patch2_900 with 95 % of the training draws at t = 1, near a regression"),
     "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
                             "phy_patch2_900 with a full-resolution head that sees the input maps"),
     "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},
