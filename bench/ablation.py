@@ -108,6 +108,22 @@ VARIANTS = {
                                "phy_patch2_900 without the bridge's velocity MSE: L1 on depth and physics only"),
     "phy_patch2_900_anchored95": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95},
                                   "phy_patch2_900 with 95 % of the training draws at t = 1, near a regression"),
+    "phy_patch2_900_anchored95_l1_only": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
+                                           "velocity_loss_weight": 0.0},
+                                          "phy_patch2_900 with 95 % of draws at t = 1 and no velocity MSE "
+                                          "(L1 on depth, prior residual, physics loss)"),
+    "phy_patch2_900_as_regression": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
+                                      "velocity_loss_weight": 0.0, "prior_residual": False, "use_physics": False},
+                                     "phy_patch2_900 with every change toward the U-Net at once: 95 % of draws "
+                                     "at t = 1, L1 on depth only, no prior residual, no physics loss"),
+    "phy_patch2_900_as_regression_physics": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
+                                              "velocity_loss_weight": 0.0, "prior_residual": False},
+                                             "phy_patch2_900_as_regression with the mass-conservation loss"),
+    "phy_patch2_900_as_regression_physics001": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
+                                                 "velocity_loss_weight": 0.0, "prior_residual": False,
+                                                 "physics_weight": 0.01},
+                                                "phy_patch2_900_as_regression_physics with a tenth of the "
+                                                "physics weight (0.01)"),
     "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
                             "phy_patch2_900 with a full-resolution head that sees the input maps"),
     "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},
