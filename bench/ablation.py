@@ -46,7 +46,9 @@ from piff.yaml_files import load_yaml  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("piff.bench.ablation")
 
-# today's phy and unet of config.yaml, as changes from the base experiment
+# phy and unet of config.yaml before 2026-12-05 (demo network, 500 steps), as changes from the base
+# experiment; today's phy is the variant phy_patch2_900_as_regression_physics001, today's unet
+# unet_patch2_900
 PHY = {"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
        "time_sampling": "anchored", "augment": "symmetry"}
 UNET = {"type": "regression", "augment": "symmetry"}
@@ -55,7 +57,7 @@ HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 1
 # name -> (options changed from the base experiment, what it tests)
 VARIANTS = {
     "velocity": ({}, "the paper: velocity output, uniform t, constant noise (the base experiment)"),
-    "velocity_phy": ({"use_physics": True}, "the paper + physics loss (today's phy)"),
+    "velocity_phy": ({"use_physics": True}, "the paper + physics loss (the first phy)"),
     "x0": ({"prediction": "x0"}, "clean-depth output, v = x1 - x0_hat"),
     "x0_residual": ({"prediction": "x0", "prior_residual": True}, "x0 + residual on the prior map"),
     "x0_l1": ({"prediction": "x0", "depth_loss": "l1"}, "x0 + L1 on depth in metres"),
@@ -82,21 +84,21 @@ VARIANTS = {
                                              "the anchored phy, each training map under a random grid symmetry "
                                              "that keeps its boundaries"),
     "x0_residual_l1_phy_anchored80_symmetry": ({**PHY, "anchor_share": 0.8},
-                                               "today's phy with 80 % of the training draws at t = 1, not 50 %"),
+                                               "the 2026-12-04 phy with 80 % of the training draws at t = 1, not 50 %"),
     # the same compute as the main job's 500 steps of 16 maps, spent on twice the updates: the
     # warm-up and the EMA horizon keep their length in maps (800 and ~1600)
     "phy_batch8": ({**PHY, **HALF_BATCH},
-                   "today's phy with batches of 8 maps for twice the steps (the same maps seen)"),
+                   "the 2026-12-04 phy with batches of 8 maps for twice the steps (the same maps seen)"),
     "unet_batch8": ({**UNET, **HALF_BATCH},
                     "the U-Net with batches of 8 maps for twice the steps (the same maps seen)"),
     "phy_no_physics": ({**PHY, "use_physics": False},
-                       "today's phy without the mass-conservation loss"),
+                       "the 2026-12-04 phy without the mass-conservation loss"),
     # the demo network without its full-resolution level (1.8x cheaper a training step): at the
     # same steps, and at the same training compute as phy (900 steps)
-    "phy_patch2": ({**PHY, **PATCH2}, "today's phy on the patch-2 network (no full-resolution level)"),
+    "phy_patch2": ({**PHY, **PATCH2}, "the 2026-12-04 phy on the patch-2 network (no full-resolution level)"),
     "unet_patch2": ({**UNET, **PATCH2}, "the U-Net on the patch-2 network"),
     "phy_patch2_900": ({**PHY, **PATCH2, "steps": 900},
-                       "today's phy on the patch-2 network for 900 steps, the compute of 500 on the demo network"),
+                       "the 2026-12-04 phy on the patch-2 network for 900 steps (the compute of 500 demo steps)"),
     "unet_patch2_900": ({**UNET, **PATCH2, "steps": 900},
                         "the U-Net on the patch-2 network for 900 steps, the compute of 500 on the demo network"),
     # why the U-Net turns more steps into skill and phy does not: one difference at a time
