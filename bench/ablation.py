@@ -47,12 +47,17 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("piff.bench.ablation")
 
 # phy and unet of config.yaml before 2026-12-05 (demo network, 500 steps), as changes from the base
-# experiment; today's phy is the variant phy_patch2_900_as_regression_physics001, today's unet
-# unet_patch2_900
+# experiment; today's are the variants phy_patch2_900_as_regression_physics001 and unet_patch2_900
 PHY = {"prediction": "x0", "prior_residual": True, "depth_loss": "l1", "use_physics": True,
        "time_sampling": "anchored", "augment": "symmetry"}
 UNET = {"type": "regression", "augment": "symmetry"}
 PATCH2 = {"model": "demo_patch2"}
+# the 2026-12-04 phy on the patch-2 network for 900 steps: what the one- and several-change
+# variants below start from
+PHY_900 = {**PHY, **PATCH2, "steps": 900}
+# every change towards the U-Net at once (today's phy is this with the physics loss at 0.01)
+AS_REGRESSION = {**PHY_900, "anchor_share": 0.95, "velocity_loss_weight": 0.0, "prior_residual": False,
+                 "use_physics": False}
 HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
 # name -> (options changed from the base experiment, what it tests)
 VARIANTS = {
@@ -97,35 +102,31 @@ VARIANTS = {
     # same steps, and at the same training compute as phy (900 steps)
     "phy_patch2": ({**PHY, **PATCH2}, "the 2026-12-04 phy on the patch-2 network (no full-resolution level)"),
     "unet_patch2": ({**UNET, **PATCH2}, "the U-Net on the patch-2 network"),
-    "phy_patch2_900": ({**PHY, **PATCH2, "steps": 900},
+    "phy_patch2_900": (PHY_900,
                        "the 2026-12-04 phy on the patch-2 network for 900 steps (the compute of 500 demo steps)"),
     "unet_patch2_900": ({**UNET, **PATCH2, "steps": 900},
                         "the U-Net on the patch-2 network for 900 steps, the compute of 500 on the demo network"),
     # why the U-Net turns more steps into skill and phy does not: one difference at a time
-    "phy_patch2_900_direct": ({**PHY, **PATCH2, "steps": 900, "prior_residual": False},
+    "phy_patch2_900_direct": ({**PHY_900, "prior_residual": False},
                               "phy_patch2_900 predicting the depth itself, not a correction to the prior"),
-    "phy_patch2_900_no_physics": ({**PHY, **PATCH2, "steps": 900, "use_physics": False},
+    "phy_patch2_900_no_physics": ({**PHY_900, "use_physics": False},
                                   "phy_patch2_900 without the mass-conservation loss"),
-    "phy_patch2_900_l1_only": ({**PHY, **PATCH2, "steps": 900, "velocity_loss_weight": 0.0},
+    "phy_patch2_900_l1_only": ({**PHY_900, "velocity_loss_weight": 0.0},
                                "phy_patch2_900 without the bridge's velocity MSE: L1 on depth and physics only"),
-    "phy_patch2_900_anchored95": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95},
+    "phy_patch2_900_anchored95": ({**PHY_900, "anchor_share": 0.95},
                                   "phy_patch2_900 with 95 % of the training draws at t = 1, near a regression"),
-    "phy_patch2_900_anchored95_l1_only": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
+    "phy_patch2_900_anchored95_l1_only": ({**PHY_900, "anchor_share": 0.95,
                                            "velocity_loss_weight": 0.0},
                                           "phy_patch2_900 with 95 % of draws at t = 1 and no velocity MSE "
                                           "(L1 on depth, prior residual, physics loss)"),
-    "phy_patch2_900_as_regression": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
-                                      "velocity_loss_weight": 0.0, "prior_residual": False, "use_physics": False},
+    "phy_patch2_900_as_regression": (AS_REGRESSION,
                                      "phy_patch2_900 with every change toward the U-Net at once: 95 % of draws "
                                      "at t = 1, L1 on depth only, no prior residual, no physics loss"),
-    "phy_patch2_900_as_regression_physics": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
-                                              "velocity_loss_weight": 0.0, "prior_residual": False},
+    "phy_patch2_900_as_regression_physics": ({**AS_REGRESSION, "use_physics": True},
                                              "phy_patch2_900_as_regression with the mass-conservation loss"),
-    "phy_patch2_900_as_regression_physics001": ({**PHY, **PATCH2, "steps": 900, "anchor_share": 0.95,
-                                                 "velocity_loss_weight": 0.0, "prior_residual": False,
-                                                 "physics_weight": 0.01},
+    "phy_patch2_900_as_regression_physics001": ({**AS_REGRESSION, "use_physics": True, "physics_weight": 0.01},
                                                 "phy_patch2_900_as_regression_physics with a tenth of the "
-                                                "physics weight (0.01)"),
+                                                "physics weight (0.01): today's phy"),
     "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
                             "phy_patch2_900 with a full-resolution head that sees the input maps"),
     "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},

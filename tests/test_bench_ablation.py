@@ -35,3 +35,17 @@ def test_each_seed_is_its_own_run_and_the_table_gives_mean_and_range(ablation):
     assert lines[3].startswith("| `x0` | 0, 1 | 1, 10 | 10 | 1.00 (0.90 to 1.10) |")
     assert lines[4].startswith("| `unet` | 0, 1 | -, - | 1 | 1.40 (1.20 to 1.60) |")
     assert len(lines) == 5  # the regression has one row: it is one shot
+
+
+def test_todays_phy_and_unet_are_the_ablation_variants_the_docs_name(ablation):
+    # docs/benchmarks.md ("What holds phy back") and config.yaml's comments score the main job's
+    # phy and unet by these variants: the same training options, hence the same fingerprint
+    from piff.training.config import ExperimentConfig
+    from piff.yaml_files import load_yaml
+
+    experiments = load_yaml(ablation.REPO / "config" / "config.yaml")["experiments"]
+    for name, variant in (("phy", "phy_patch2_900_as_regression_physics001"), ("unet", "unet_patch2_900")):
+        options = {k: v for k, v in experiments[name].items() if k != "dataset"}
+        ours = ExperimentConfig.from_dict(options, source=name)
+        theirs = ablation.variant_config(experiments["base"], variant, None, ours.eval_hours)
+        assert ours.fingerprint("sha") == theirs.fingerprint("sha"), name
