@@ -127,6 +127,19 @@ VARIANTS = {
     "phy_patch2_900_as_regression_physics001": ({**AS_REGRESSION, "use_physics": True, "physics_weight": 0.01},
                                                 "phy_patch2_900_as_regression_physics with a tenth of the "
                                                 "physics weight (0.01): today's phy"),
+    "phy_patch2_900_hour_mean_physics": ({**AS_REGRESSION, "use_physics": True, "physics_flux": "scaled_hour_mean"},
+                                         "phy_patch2_900_as_regression_physics (weight 0.1) with the fluxes scaled "
+                                         "by the hour-mean face depths, not the end-of-hour ones"),
+    "phy_patch2_900_hour_mean_physics003": ({**AS_REGRESSION, "use_physics": True, "physics_weight": 0.03,
+                                             "physics_flux": "scaled_hour_mean"},
+                                            "phy_patch2_900_hour_mean_physics at weight 0.03"),
+    "phy_patch2_900_hour_mean_physics_l1": ({**AS_REGRESSION, "use_physics": True, "physics_flux": "scaled_hour_mean",
+                                             "physics_norm": "l1"},
+                                            "phy_patch2_900_hour_mean_physics with the mean absolute residual in "
+                                            "metres (median-seeking, as the L1 depth loss) for the mean square"),
+    "phy_patch2_900_as_regression_residual_physics001": ({**AS_REGRESSION, "prior_residual": True, "use_physics": True,
+                                                          "physics_weight": 0.01},
+                                                         "today's phy predicting a correction to the prior map"),
     "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
                             "phy_patch2_900 with a full-resolution head that sees the input maps"),
     "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},

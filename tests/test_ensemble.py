@@ -111,12 +111,13 @@ def test_non_numeric_netcdf_member_is_refused(tmp_path):
 
 # ----------------------------------------------------------------------------- forecast-error model
 def test_error_model_is_seeded_unbiased_and_shifts_whole_hours():
+    """Around the real storm (centre "observed"), the members' errors are the model's own."""
     obs = np.r_[np.zeros(6), np.full(12, 10.0), np.zeros(6)]
-    model = ForecastErrorModel(sigma_log=0.4, rho=0.6, max_shift_h=2, seed=3)
+    model = ForecastErrorModel(sigma_log=0.4, rho=0.6, max_shift_h=2, seed=3, centre="observed")
     a = model.members(obs, key=7, n=4)
     np.testing.assert_array_equal(a, model.members(obs, key=7, n=6)[:4])  # member m does not depend on n
     assert not np.array_equal(a, model.members(obs, key=8, n=4))  # another storm, other errors
-    assert not np.array_equal(a, ForecastErrorModel(sigma_log=0.4, seed=4).members(obs, key=7, n=4))
+    assert not np.array_equal(a, ForecastErrorModel(sigma_log=0.4, seed=4, centre="observed").members(obs, key=7, n=4))
     for m in range(4):  # the rain of member m sits where its timing error put it
         shift = model.shift(7, m)
         assert -2 <= shift <= 2
@@ -134,6 +135,44 @@ def test_error_model_is_seeded_unbiased_and_shifts_whole_hours():
 def test_error_model_refuses_out_of_range_parameters():
     with pytest.raises(PiffInputError, match="rho"):
         ForecastErrorModel(rho=1.0)
+    with pytest.raises(PiffInputError, match="centre"):
+        ForecastErrorModel(centre="truth")
+
+
+def _rank_counts(model, obs, n_storms, n_members, statistic):
+    """Histogram of the real storm's rank among the members, by ``statistic`` of a rain series,
+    over many storms (keys)."""
+    ranks = [int((statistic(model.members(obs, key, n_members)) < statistic(obs)).sum()) for key in range(n_storms)]
+    return np.bincount(ranks, minlength=n_members + 1)
+
+
+def test_the_real_storm_is_one_more_member_around_a_forecast_centre():
+    """Centred on a forecast, the real storm ranks near uniformly among the members in the rain
+    that fills a flood map (12-h accumulations), exactly so per hour without timing errors;
+    centred on the real storm itself it sits in the middle of the members (the over-dispersive
+    design, kept as "observed")."""
+    peaked = np.r_[np.zeros(3), np.linspace(2, 40, 8), np.linspace(40, 2, 8), np.zeros(5)]
+    n_storms, n_members = 2000, 9
+    expected = n_storms / (n_members + 1)
+    chi2 = lambda c: float(((c - expected) ** 2 / expected).sum())
+    critical = 27.9  # 9 degrees of freedom: P(chi2 > 27.9) = 0.001 for a flat histogram
+    hour_12 = lambda r: r[..., 12]
+    no_timing = dict(sigma_log=0.3, rho=0.6, max_shift_h=0, seed=5)
+    assert chi2(_rank_counts(ForecastErrorModel(**no_timing), peaked, n_storms, n_members, hour_12)) < critical
+    kw = dict(no_timing, max_shift_h=2)
+    first_12h = lambda r: r[..., :12].sum(-1)
+    for obs in (peaked, np.r_[np.zeros(4), np.full(16, 20.0), np.zeros(4)]):
+        around_forecast = _rank_counts(ForecastErrorModel(**kw), obs, n_storms, n_members, first_12h)
+        around_truth = _rank_counts(ForecastErrorModel(**kw, centre="observed"), obs, n_storms, n_members, first_12h)
+        assert chi2(around_truth) > 10 * chi2(around_forecast), (around_forecast, around_truth)
+        # the truth falls outside all members about as often as a member would (2 / 10)
+        assert 0.7 * 2 * expected < around_forecast[[0, -1]].sum() < 1.3 * 2 * expected, around_forecast
+        assert around_truth[[0, -1]].sum() < 0.1 * 2 * expected, around_truth
+    # the centre is the real rain moved by a whole-hour timing error
+    model = ForecastErrorModel(**kw)
+    wet = np.nonzero(model.centre_of(peaked, key=7) > 0)[0]
+    assert wet.max() - wet.min() == 15 and abs(wet.min() - 3) <= 2
+    np.testing.assert_array_equal(model.members(peaked, 7, 3)[1], model.member(peaked, 7, 1))
 
 
 # ----------------------------------------------------------------------------- scores (hand-computed)

@@ -108,6 +108,24 @@ def test_physics_term_on_consistent_data(prediction):
         training_loss(model, bridge, norm, {k: v for k, v in batch.items() if k != "flux_x"}, use_physics=True)
 
 
+def test_l1_physics_term_on_consistent_data_is_the_l1_depth_loss():
+    """physics_norm="l1": mean |R| in metres; with the data's fluxes R = h' - h, so the term is
+    the L1 depth loss in metres, whatever the network outputs."""
+    batch = make_batch(h=16, w=16)
+    norm, bridge = _normaliser(batch), Bridge("none", prediction="x0")
+    model = build_model(ModelConfig.from_preset("tiny", **SMALL))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02) if p.dim() > 1 else None
+    g = lambda: torch.Generator().manual_seed(3)
+    _, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_flux="data", physics_norm="l1",
+                            depth_loss="l1", generator=g())
+    assert logs["physics"].item() == pytest.approx(logs["depth_loss"].item(), rel=1e-4)
+    _, l2_logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_flux="data", generator=g())
+    assert l2_logs["physics"].item() == pytest.approx(logs["mse"].item(), rel=1e-4)  # the default is unchanged
+    with pytest.raises(ValueError, match="physics_norm"):
+        training_loss(model, bridge, norm, batch, use_physics=True, physics_norm="l3")
+
+
 def test_depth_scaled_fluxes_vanish_on_data_and_couple_neighbours():
     """The default physics term rescales the data's fluxes to the model's face depths: it is
     zero on the true depth, and unlike the "data" mode it is not the cell-wise error alone."""
@@ -129,6 +147,33 @@ def test_depth_scaled_fluxes_vanish_on_data_and_couple_neighbours():
     model = build_model(ModelConfig.from_preset("tiny", **SMALL))
     loss, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_flux="scaled")
     assert torch.isfinite(loss) and logs["physics"].item() != pytest.approx(logs["mse"].item(), rel=1e-3)
+
+
+def test_hour_mean_scaling_bounds_the_flux_change_on_drained_faces():
+    """``scaled_hour_mean`` scales by (h_prev + h') / 2 over (h_prev + h) / 2: it still returns the
+    data on the true depth, and on a face that drained during the hour (deep at h-1, dry at h)
+    a model error moves far less flux than the end-of-hour ratio does."""
+    from piff.model.physics import depth_scaled_fluxes
+
+    batch = make_batch(h=16, w=16)
+    depth, prev = batch["depth"].clamp_min(0), batch["depth_prev"].clamp_min(0)
+    fx, fy = depth_scaled_fluxes(depth, depth, batch["flux_x"], batch["flux_y"], depth_prev_m=prev)
+    assert torch.equal(fx, batch["flux_x"]) and torch.equal(fy, batch["flux_y"])
+    # one cell, faces on both sides: 0.5 m deep an hour ago, dry now, 2 m^2 through each face
+    dry_now, deep_before = torch.zeros(1, 1, 1, 1), torch.full((1, 1, 1, 1), 0.5)
+    flux_x, flux_y = torch.full((1, 1, 1, 2), 2.0), torch.zeros(1, 1, 2, 1)
+    wet_model = torch.full((1, 1, 1, 1), 0.05)  # the model leaves 5 cm behind
+    end, _ = depth_scaled_fluxes(wet_model, dry_now, flux_x, flux_y)
+    mean, _ = depth_scaled_fluxes(wet_model, dry_now, flux_x, flux_y, depth_prev_m=deep_before)
+    # end of hour: x (5 + 1) / (0 + 1) = 6; hour mean: (27.5 + 1) / (25 + 1)
+    torch.testing.assert_close(end, torch.full_like(end, 12.0))
+    torch.testing.assert_close(mean, torch.full_like(mean, 2.0 * 0.285 / 0.26))
+    norm, bridge = _normaliser(batch), Bridge("none")
+    model = build_model(ModelConfig.from_preset("tiny", **SMALL))
+    loss, logs = training_loss(model, bridge, norm, batch, use_physics=True, physics_flux="scaled_hour_mean")
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_sample_returns_non_negative_metres_with_exactly_nfe_network_calls():

@@ -93,3 +93,12 @@ def test_a_dressing_without_validation_storms_is_a_config_error(tmp_path):
     assert out.returncode != 0
     assert "config: ensemble.dressing: the dressing is fitted on validation storms, and dataset 'tiny' has none" \
         in out.stdout + out.stderr
+
+
+def test_an_unknown_forecast_centre_is_a_config_error(tmp_path):
+    ensemble = {**ENSEMBLE, "error_model": {**ENSEMBLE["error_model"], "centre": "truth"}}
+    config = {"datasets": {"tiny": TINY_DATASET}, "experiments": {"bridge": TRAIN}, "ensemble": ensemble}
+    out = snakemake(tmp_path, "-n", "results/ensemble_summary.csv", configfile=write_config(tmp_path, config),
+                    check=False)
+    assert out.returncode != 0
+    assert "config: ensemble.error_model.centre = 'truth' is not one of forecast, observed" in out.stdout + out.stderr

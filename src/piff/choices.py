@@ -46,14 +46,23 @@ DEFAULT_ATTENTION = "windows"
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_PRECISION = "auto"
 
-# Fluxes in the physics loss's continuity residual (piff.model.physics, docs/architecture.md).
-PHYSICS_FLUX_MODES = ("data", "scaled")
+# Fluxes in the physics loss's continuity residual (piff.model.physics, docs/architecture.md):
+# as stored, rescaled by the end-of-hour face depths, or by the hour-mean face depths.
+PHYSICS_FLUX_MODES = ("data", "scaled", "scaled_hour_mean")
+# How the residual becomes a loss: mean R^2 in model depth units (l2, the paper's), or mean |R| in
+# metres (l1: with the data's fluxes it is the L1 depth loss, median-seeking like it)
+PHYSICS_NORMS = ("l2", "l1")
 
 LR_SCHEDULES = ("constant", "cosine", "step")
 
 # Network presets (the keys of piff.model.config.PRESETS, which holds their sizes; a test keeps
 # the two equal): named here so the torch-free experiment check can refuse an unknown one.
 MODEL_PRESETS = ("demo", "demo_patch2", "demo_patch2_fine", "fast", "tiny", "paper")
+
+# Where the rainfall-forecast members are centred (piff.hydro.rain_ensemble, docs/ensemble.md):
+# on a forecast that itself misses the real storm (the real storm is then one more member), or
+# on the real storm (every member's error measured from the truth: over-dispersive by design).
+FORECAST_CENTRES = ("forecast", "observed")
 
 # The ensemble summary's name of an experiment's error-dressed ensemble: "<experiment> dressed"
 # (piff.inference.dressing; the workflow's ensemble.dressing).

@@ -65,20 +65,22 @@ def error_model(ds: xr.Dataset, cfg: dict) -> ForecastErrorModel:
     """The config's forecast-error model, with intensities capped at the dataset's storm cap."""
     em = cfg.get("error_model", {})
     cap = json.loads(ds.attrs.get("config_json", "{}")).get("storms", {}).get("cap_mm_per_h")
-    kwargs = {k: em[k] for k in ("sigma_log", "rho", "max_shift_h") if k in em}
+    kwargs = {k: em[k] for k in ("sigma_log", "rho", "max_shift_h", "centre") if k in em}
     return ForecastErrorModel(**kwargs, seed=int(cfg.get("seed", 0)),
                               **({"cap_mm_per_h": float(cap)} if cap else {}))
 
 
 def rain_members_dataset(dataset_path, cfg: dict) -> xr.Dataset:
     """``rainfall_member`` (storm, member, hour) [mm/h] of the verification storms, the observed
-    ``rainfall`` (storm, hour) and each member's timing error ``shift`` (storm, member) [h]."""
+    ``rainfall`` and the members' central forecast ``rainfall_centre`` (storm, hour) [mm/h], and
+    each member's timing error ``shift`` (storm, member) [h]."""
     ds = fmt.open_dataset(dataset_path, load=True)
     storms, dems = verification_cases(ds, cfg)
     model = error_model(ds, cfg)
     n = int(cfg["members"])
     observed = ds["rainfall"].sel(storm=storms).values[:, 1:].astype(np.float64)  # drop time 0 (no rain)
     members = np.stack([model.members(r, s, n) for r, s in zip(observed, storms)])
+    centres = np.stack([model.centre_of(r, s) for r, s in zip(observed, storms)])
     shifts = np.array([[model.shift(s, m) for m in range(n)] for s in storms], np.int32)
     out = xr.Dataset(
         {"rainfall_member": (("storm", "member", "hour"), members.astype(np.float32),
@@ -86,7 +88,10 @@ def rain_members_dataset(dataset_path, cfg: dict) -> xr.Dataset:
                                                               "interval (k-1, k]"}),
          "rainfall": (("storm", "hour"), observed.astype(np.float32),
                       {"units": "mm h-1", "long_name": "observed (real) rainfall intensity over (k-1, k]"}),
-         "shift": (("storm", "member"), shifts, {"units": "h", "long_name": "member's timing error (+ = late)"})},
+         "rainfall_centre": (("storm", "hour"), centres.astype(np.float32),
+                             {"units": "mm h-1", "long_name": f"the members' central forecast ({model.centre})"}),
+         "shift": (("storm", "member"), shifts, {"units": "h", "long_name": "member's timing error from the "
+                                                                              "central forecast (+ = late)"})},
         coords={"storm": ("storm", np.array(storms, np.int32), {"long_name": "storm id in the dataset"}),
                 "member": ("member", np.arange(n, dtype=np.int32), {"long_name": "rainfall forecast member"}),
                 "hour": ("hour", np.arange(1, observed.shape[1] + 1, dtype=np.int32),
@@ -96,7 +101,7 @@ def rain_members_dataset(dataset_path, cfg: dict) -> xr.Dataset:
                "source": f"piff {__version__} hydro.rain_ensemble.ForecastErrorModel",
                "error_model": json.dumps({"sigma_log": model.sigma_log, "rho": model.rho,
                                           "max_shift_h": model.max_shift_h, "cap_mm_per_h": model.cap_mm_per_h,
-                                          "seed": model.seed}),
+                                          "seed": model.seed, "centre": model.centre}),
                "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path)})
     ds.close()
     return out

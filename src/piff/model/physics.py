@@ -32,8 +32,9 @@ def hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_pe
 
 
 def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx, loss_m=None, scale_m=None,
-                 mask=None):
-    """mean(R^2) with R expressed as the hourly imbalance in units of ``scale_m`` metres.
+                 mask=None, norm="l2"):
+    """mean(R^2) (``norm="l2"``) or mean(|R|) (``"l1"``) with R expressed as the hourly imbalance
+    in units of ``scale_m`` metres.
 
     In m/s the residual is ~1e-6 for centimetre errors, so mean(R^2) would be ~1e-12 and any
     sensible ``physics_weight`` would make it vanish. Default ``scale_m=None`` uses 1 mm,
@@ -46,11 +47,12 @@ def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h,
     r_m_per_s = hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx,
                                  loss_m) / SECONDS_PER_HOUR
     scale = 1.0 / MM_PER_M if scale_m is None else float(scale_m)
-    sq = (r_m_per_s * (SECONDS_PER_HOUR / scale)).square()
+    r = r_m_per_s * (SECONDS_PER_HOUR / scale)
+    per_cell = r.square() if norm == "l2" else r.abs()
     if mask is None:
-        return sq.mean()
-    mask = mask.to(sq.dtype).expand_as(sq)
-    return (sq * mask).sum() / mask.sum().clamp_min(1.0)
+        return per_cell.mean()
+    mask = mask.to(per_cell.dtype).expand_as(per_cell)
+    return (per_cell * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 # Face depth offset (m) in the flux scaling below: keeps the ratio finite on dry faces, where
@@ -67,15 +69,26 @@ def face_depths(depth_m):
     return 0.5 * (px[..., :-1] + px[..., 1:]), 0.5 * (py[..., :-1, :] + py[..., 1:, :])
 
 
-def depth_scaled_fluxes(depth_model_m, depth_data_m, flux_x_m2, flux_y_m2, eps_m=FACE_DEPTH_EPS_M):
+def depth_scaled_fluxes(depth_model_m, depth_data_m, flux_x_m2, flux_y_m2, eps_m=FACE_DEPTH_EPS_M,
+                        depth_prev_m=None):
     """The data's hour-integrated fluxes rescaled to the model's depth at fixed velocity:
     F' = F * (h'_face + eps) / (h_face + eps). Equal to the data's fluxes when the model's depth
     equals the data's, so the residual still vanishes on the solver's output; otherwise a
     cell's error moves water through its faces to and from its neighbours. This is what makes
     the physics term more than the velocity MSE: with the data's fluxes alone the residual of
-    the model's depth is just its error (h' - h), cell by cell."""
-    mx, my = face_depths(depth_model_m.clamp_min(0))  # a depth below 0 is dry
-    dx_, dy_ = face_depths(depth_data_m.clamp_min(0))
+    the model's depth is just its error (h' - h), cell by cell.
+
+    With ``depth_prev_m`` (the data's depth an hour earlier) the face depths are the hour's
+    means, (h_prev + h') / 2 over (h_prev + h) / 2: an hour-integrated flux is carried by the
+    depth during the hour, not at its end. On a face the flow drained during the hour (h ~ 0 at
+    the end, a large F) the end-of-hour ratio moves F by F / eps per metre of model error; the
+    hour-mean ratio by at most F / (h_prev / 2 + eps)."""
+    model, data = depth_model_m.clamp_min(0), depth_data_m.clamp_min(0)  # a depth below 0 is dry
+    if depth_prev_m is not None:
+        prev = depth_prev_m.clamp_min(0)
+        model, data = 0.5 * (prev + model), 0.5 * (prev + data)
+    mx, my = face_depths(model)
+    dx_, dy_ = face_depths(data)
     # the ratio first: exactly 1 where the depths agree, so the data come back bit for bit
     return flux_x_m2 * ((mx + eps_m) / (dx_ + eps_m)), flux_y_m2 * ((my + eps_m) / (dy_ + eps_m))
 

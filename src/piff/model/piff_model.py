@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from piff.choices import DEPTH_LOSSES, PHYSICS_FLUX_MODES
+from piff.choices import DEPTH_LOSSES, PHYSICS_FLUX_MODES, PHYSICS_NORMS
 from piff.hydro.metrics import WET_M
 from piff.model.bridge import Bridge
 from piff.model.config import ModelConfig
@@ -55,7 +55,7 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
                   use_physics: bool = False, physics_weight: float = 0.1,
                   generator: torch.Generator | None = None, physics_flux: str = "scaled",
                   depth_loss: str = "none", depth_loss_weight: float = 1.0,
-                  velocity_loss_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+                  velocity_loss_weight: float = 1.0, physics_norm: str = "l2") -> tuple[torch.Tensor, dict]:
     """velocity_loss_weight * velocity MSE (+ physics_weight * continuity loss) (+ depth_loss_weight
     * depth loss) on one batch.
 
@@ -68,6 +68,10 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     The physics term takes h_now = x0_hat in metres (differentiable through the normaliser) and
     h_prev, fluxes, rain and losses from the data; its residual is expressed in model depth units
     per hour (``scale_m = normaliser.depth_scale``) so it is on the scale of the MSE.
+    ``physics_norm="l1"`` (``piff.choices.PHYSICS_NORMS``) takes mean |R| in metres instead, on the
+    scale of the L1 depth loss: with the data's fluxes it is that loss exactly, so it seeks the
+    conditional median as the L1 loss does, where the squared residual seeks the mean (which on
+    a cell that is usually dry but sometimes wet is above 0).
 
     ``depth_loss`` (``piff.choices.DEPTH_LOSSES``), on x0_hat de-normalised to metres against the
     true depth: ``l1`` = mean |h_hat - h| [m]; ``wet_l1`` = mean(w |h_hat - h|) with w =
@@ -103,7 +107,7 @@ def training_loss(model: PIFFModel, bridge: Bridge, normaliser: Normaliser, batc
     logs = {"mse": mse.detach()}
     loss = velocity_loss_weight * mse
     if use_physics:
-        phys = _physics_term(normaliser, batch, x0_hat, physics_flux)
+        phys = _physics_term(normaliser, batch, x0_hat, physics_flux, physics_norm)
         loss = loss + physics_weight * phys
         logs["physics"] = phys.detach()
     if depth_loss != "none":
@@ -122,18 +126,22 @@ def depth_loss_m(depth_hat_m: torch.Tensor, depth_m: torch.Tensor, kind: str = "
     return err.mean()
 
 
-def _physics_term(normaliser, batch, x0_hat, physics_flux="scaled") -> torch.Tensor:
+def _physics_term(normaliser, batch, x0_hat, physics_flux="scaled", physics_norm="l2") -> torch.Tensor:
     missing = [k for k in PHYSICS_KEYS if k not in batch]
     if missing:
         raise KeyError(f"use_physics needs batch keys {missing} (build the dataset with with_physics=True)")
     if physics_flux not in PHYSICS_FLUX_MODES:
         raise ValueError(f"physics_flux must be one of {PHYSICS_FLUX_MODES}, got {physics_flux!r}")
+    if physics_norm not in PHYSICS_NORMS:
+        raise ValueError(f"physics_norm must be one of {PHYSICS_NORMS}, got {physics_norm!r}")
     depth_now_m = normaliser.to_metres_depth(x0_hat)
     flux_x, flux_y = batch["flux_x"], batch["flux_y"]
-    if physics_flux == "scaled":
-        flux_x, flux_y = depth_scaled_fluxes(depth_now_m, batch["depth"], flux_x, flux_y)
+    if physics_flux != "data":
+        prev = batch["depth_prev"] if physics_flux == "scaled_hour_mean" else None
+        flux_x, flux_y = depth_scaled_fluxes(depth_now_m, batch["depth"], flux_x, flux_y, depth_prev_m=prev)
+    scale_m = normaliser.depth_scale if physics_norm == "l2" else 1.0  # l1: metres, as the L1 depth loss
     return physics_loss(depth_now_m, batch["depth_prev"], flux_x, flux_y, batch["rain_mm_per_h"],
-                        batch["dx"], batch.get("loss"), scale_m=normaliser.depth_scale, mask=batch.get("valid"))
+                        batch["dx"], batch.get("loss"), scale_m=scale_m, mask=batch.get("valid"), norm=physics_norm)
 
 
 @torch.no_grad()

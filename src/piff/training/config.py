@@ -39,7 +39,7 @@ MAXIMUM = {"ema_decay": 1}
 # reproduce the earlier behaviour: at its default the fingerprint leaves such a key out, so
 # runs started before they existed keep their fingerprint and resume.
 ADDED_KEYS = ("prediction", "prior_residual", "time_sampling", "depth_loss", "depth_loss_weight", "augment",
-              "anchor_share", "velocity_loss_weight")
+              "anchor_share", "velocity_loss_weight", "physics_norm")
 POSITIVE_INT_LISTS = ("nfe", "eval_hours")  # lists of whole numbers >= 1
 
 _KINDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
@@ -70,6 +70,7 @@ class ExperimentConfig:
     use_physics: bool = False
     physics_weight: float = 0.1
     physics_flux: str = "scaled"
+    physics_norm: str = "l2"  # piff.choices.PHYSICS_NORMS: mean R^2 (model units) or mean |R| (metres)
     prediction: str = "velocity"  # piff.choices.PREDICTIONS: what the bridge's network outputs
     prior_residual: bool = False  # x0 prediction: the network adds a correction to the prior map
     time_sampling: str = "uniform"  # piff.choices.TIME_SAMPLINGS: training density of t
@@ -121,7 +122,8 @@ class ExperimentConfig:
         self._check_values(source)
         named = {"type": choices.EXPERIMENT_TYPES, "model": choices.MODEL_PRESETS, "noise": choices.NOISE_MODES,
                  "prior": choices.PRIORS, "lr_schedule": choices.LR_SCHEDULES, "sampler": choices.SAMPLERS,
-                 "physics_flux": choices.PHYSICS_FLUX_MODES, "prediction": choices.PREDICTIONS,
+                 "physics_flux": choices.PHYSICS_FLUX_MODES, "physics_norm": choices.PHYSICS_NORMS,
+                 "prediction": choices.PREDICTIONS,
                  "time_sampling": choices.TIME_SAMPLINGS, "depth_loss": choices.DEPTH_LOSSES,
                  "augment": choices.AUGMENTATIONS}
         for key, allowed in named.items():

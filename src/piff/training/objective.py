@@ -55,7 +55,8 @@ class Objective:
                 return regression_loss(model, self.normaliser, batch)
             return training_loss(model, self.bridge, self.normaliser, batch, use_physics=self.cfg.use_physics,
                                  physics_weight=self.cfg.physics_weight, generator=generator,
-                                 physics_flux=self.cfg.physics_flux, depth_loss=self.cfg.depth_loss,
+                                 physics_flux=self.cfg.physics_flux, physics_norm=self.cfg.physics_norm,
+                                 depth_loss=self.cfg.depth_loss,
                                  depth_loss_weight=self.cfg.depth_loss_weight,
                                  velocity_loss_weight=self.cfg.velocity_loss_weight)
 
