@@ -55,7 +55,8 @@ PATCH2 = {"model": "demo_patch2"}
 # the 2026-12-04 phy on the patch-2 network for 900 steps: what the one- and several-change
 # variants below start from
 PHY_900 = {**PHY, **PATCH2, "steps": 900}
-# every change towards the U-Net at once (today's phy is this with the physics loss at 0.01)
+# every change towards the U-Net at once (today's phy is this with the physics loss as a mean absolute
+# residual on hour-mean face depths, variant phy_patch2_900_hour_mean_physics_l1)
 AS_REGRESSION = {**PHY_900, "anchor_share": 0.95, "velocity_loss_weight": 0.0, "prior_residual": False,
                  "use_physics": False}
 HALF_BATCH = {"batch_size": 8, "microbatch": 8, "steps": 1000, "warmup_steps": 100, "ema_decay": 0.995}
@@ -126,7 +127,7 @@ VARIANTS = {
                                              "phy_patch2_900_as_regression with the mass-conservation loss"),
     "phy_patch2_900_as_regression_physics001": ({**AS_REGRESSION, "use_physics": True, "physics_weight": 0.01},
                                                 "phy_patch2_900_as_regression_physics with a tenth of the "
-                                                "physics weight (0.01): today's phy"),
+                                                "physics weight (0.01): the phy of 2026-12-05 before stop 36"),
     "phy_patch2_900_hour_mean_physics": ({**AS_REGRESSION, "use_physics": True, "physics_flux": "scaled_hour_mean"},
                                          "phy_patch2_900_as_regression_physics (weight 0.1) with the fluxes scaled "
                                          "by the hour-mean face depths, not the end-of-hour ones"),
@@ -136,10 +137,12 @@ VARIANTS = {
     "phy_patch2_900_hour_mean_physics_l1": ({**AS_REGRESSION, "use_physics": True, "physics_flux": "scaled_hour_mean",
                                              "physics_norm": "l1"},
                                             "phy_patch2_900_hour_mean_physics with the mean absolute residual in "
-                                            "metres (median-seeking, as the L1 depth loss) for the mean square"),
+                                            "metres (median-seeking, as the L1 depth loss) for the mean square: "
+                                            "today's phy"),
     "phy_patch2_900_as_regression_residual_physics001": ({**AS_REGRESSION, "prior_residual": True, "use_physics": True,
                                                           "physics_weight": 0.01},
-                                                         "today's phy predicting a correction to the prior map"),
+                                                         "phy_patch2_900_as_regression_physics001 predicting a "
+                                                         "correction to the prior map"),
     "phy_patch2_fine_900": ({**PHY, "model": "demo_patch2_fine", "steps": 900},
                             "phy_patch2_900 with a full-resolution head that sees the input maps"),
     "unet_patch2_fine_900": ({**UNET, "model": "demo_patch2_fine", "steps": 900},

@@ -44,7 +44,7 @@ def test_todays_phy_and_unet_are_the_ablation_variants_the_docs_name(ablation):
     from piff.yaml_files import load_yaml
 
     experiments = load_yaml(ablation.REPO / "config" / "config.yaml")["experiments"]
-    for name, variant in (("phy", "phy_patch2_900_as_regression_physics001"), ("unet", "unet_patch2_900")):
+    for name, variant in (("phy", "phy_patch2_900_hour_mean_physics_l1"), ("unet", "unet_patch2_900")):
         options = {k: v for k, v in experiments[name].items() if k != "dataset"}
         ours = ExperimentConfig.from_dict(options, source=name)
         theirs = ablation.variant_config(experiments["base"], variant, None, ours.eval_hours)
