@@ -58,7 +58,7 @@ class ForecastErrorModel:
     max_shift_h: int = 2  # timing error, whole hours, uniform in -max..max
     cap_mm_per_h: float = MAX_MM_PER_H
     seed: int = 0
-    centre: str = "forecast"  # piff.choices.FORECAST_CENTRES (module docstring)
+    centre: str = FORECAST_CENTRES[0]  # "forecast"; piff.choices.FORECAST_CENTRES (module docstring)
 
     def __post_init__(self):
         for name, ok in (("sigma_log", self.sigma_log >= 0), ("rho", -1 < self.rho < 1),
@@ -79,7 +79,7 @@ class ForecastErrorModel:
             return rain
         shift, e = self._draw(self._rng(key, CENTRE_STREAM), rain.size)
         # observed[t] = centre[t - shift] * f[t]  =>  centre[u] = observed[u + shift] / f[u + shift]
-        return _shifted(rain / np.exp(self.sigma_log * e - 0.5 * self.sigma_log ** 2), -shift)
+        return _shifted(rain / self._factor(e), -shift)
 
     def member(self, observed, key: int, member: int) -> np.ndarray:
         """(T,) mm/h: member ``member`` of the forecast of storm ``key`` whose real rain is ``observed``."""
@@ -92,8 +92,11 @@ class ForecastErrorModel:
 
     def _perturb(self, rain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         shift, e = self._draw(rng, rain.size)
-        factor = np.exp(self.sigma_log * e - 0.5 * self.sigma_log ** 2)
-        return np.minimum(_shifted(rain, shift) * factor, self.cap_mm_per_h)
+        return np.minimum(_shifted(rain, shift) * self._factor(e), self.cap_mm_per_h)
+
+    def _factor(self, e: np.ndarray) -> np.ndarray:
+        """The hourly multiplicative errors of a unit AR(1) series ``e``: log-normal, mean 1."""
+        return np.exp(self.sigma_log * e - 0.5 * self.sigma_log ** 2)
 
     def _draw(self, rng: np.random.Generator, n: int) -> tuple[int, np.ndarray]:
         """(timing error [h], unit-variance AR(1) series of length n) from one stream."""

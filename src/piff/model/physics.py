@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from piff.choices import PHYSICS_NORMS
 from piff.hydro.continuity import water_balance_residual_m
 from piff.units import MM_PER_M, SECONDS_PER_HOUR
 
@@ -43,6 +44,8 @@ def physics_loss(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h,
     ``mask`` (B, 1, H, W) bool, True inside the domain, restricts the mean to those cells: the
     solver's nodata (wall) cells receive no rain, so the identity does not hold there.
     """
+    if norm not in PHYSICS_NORMS:
+        raise ValueError(f"physics_norm must be one of {PHYSICS_NORMS}, got {norm!r}")
     # in m/s first, then in units of scale_m per hour (the order kept from the first version)
     r_m_per_s = hourly_imbalance(depth_now_m, depth_prev_m, flux_x_m2, flux_y_m2, rain_mm_per_h, dx,
                                  loss_m) / SECONDS_PER_HOUR

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from piff.choices import DEPTH_LOSSES, PHYSICS_FLUX_MODES, PHYSICS_NORMS
+from piff.choices import DEPTH_LOSSES, PHYSICS_FLUX_MODES
 from piff.hydro.metrics import WET_M
 from piff.model.bridge import Bridge
 from piff.model.config import ModelConfig
@@ -132,8 +132,6 @@ def _physics_term(normaliser, batch, x0_hat, physics_flux="scaled", physics_norm
         raise KeyError(f"use_physics needs batch keys {missing} (build the dataset with with_physics=True)")
     if physics_flux not in PHYSICS_FLUX_MODES:
         raise ValueError(f"physics_flux must be one of {PHYSICS_FLUX_MODES}, got {physics_flux!r}")
-    if physics_norm not in PHYSICS_NORMS:
-        raise ValueError(f"physics_norm must be one of {PHYSICS_NORMS}, got {physics_norm!r}")
     depth_now_m = normaliser.to_metres_depth(x0_hat)
     flux_x, flux_y = batch["flux_x"], batch["flux_y"]
     if physics_flux != "data":
