@@ -189,6 +189,60 @@ def test_crps_on_hand_computed_cases():
     np.testing.assert_allclose(S.crps(obs, one), np.abs(one[0] - obs))
 
 
+def test_crps_decomposition_on_hand_computed_cases():
+    # members {0, 1}, observation 0.5: the middle bin (p = 1/2) is half below, half above the
+    # observation, as its rank says: all CRPS is potential, none is reliability
+    one = S.crps_decomposition([[0.0], [1.0]], [0.5])
+    assert one["crps"] == pytest.approx(0.25) and one["reliability"] == pytest.approx(0.0)
+    assert one["potential"] == pytest.approx(0.25) and one["uncertainty"] == 0.0
+    # observation 2 above both members: the middle bin (width 1, p = 1/2) lies wholly below it,
+    # (0 - 1/2)^2 = 0.25; the outlier bin above (length 1, p = 1) adds (0 - 1)^2 x 1 = 1
+    out = S.crps_decomposition([[0.0], [1.0]], [2.0])
+    assert out["crps"] == pytest.approx(1.25) and out["reliability"] == pytest.approx(1.25)
+    assert out["potential"] == pytest.approx(0.0)
+    # uncertainty: the CRPS of the observations' own climatology, E|Y - Y'| / 2
+    obs = np.array([0.0, 1.0, 3.0])
+    pairs = np.abs(obs[:, None] - obs[None, :]).mean() / 2
+    assert S.crps_decomposition(np.zeros((4, 3)), obs)["uncertainty"] == pytest.approx(pairs)
+
+
+@pytest.mark.parametrize("members", [1, 3, 10])
+def test_crps_decomposition_adds_up_to_the_crps(members):
+    # flood-like cases: many exact zeros (ties between members and the observation), chunked
+    rng = np.random.default_rng(members)
+    ens = np.where(rng.random((members, 3000)) < 0.4, 0.0, rng.gamma(0.7, 0.2, (members, 3000)))
+    obs = np.where(rng.random(3000) < 0.4, 0.0, rng.gamma(0.7, 0.2, 3000))
+    parts = S.crps_decomposition(ens, obs, chunk=512)
+    assert parts["crps"] == pytest.approx(S.crps(obs, ens).mean(), rel=1e-12)
+    assert parts["reliability"] >= 0 and parts["potential"] >= 0
+    assert parts["resolution"] == pytest.approx(parts["uncertainty"] - parts["potential"])
+    # members on another axis give the same decomposition
+    moved = S.crps_decomposition(np.moveaxis(ens, 0, 1), obs, axis=1)
+    assert moved["reliability"] == pytest.approx(parts["reliability"])
+
+
+def test_crps_decomposition_separates_miscalibration_from_error():
+    # calibrated: the truth is one more exchangeable member around a per-case location
+    rng = np.random.default_rng(1)
+    mu = rng.normal(0.0, 3.0, size=20000)
+    draw = mu + rng.normal(size=(21, mu.size))
+    obs, ens = draw[0], draw[1:]
+    good = S.crps_decomposition(ens, obs)
+    assert good["reliability"] < 0.01 * good["crps"]
+    assert good["resolution"] > 0.5 * good["uncertainty"]  # knowing mu resolves most of it
+    # the same members squeezed to half their spread: the extra CRPS is reliability, and the
+    # potential (the CRPS had it been calibrated) is no worse than the calibrated ensemble's
+    narrow = S.crps_decomposition(mu + 0.5 * (ens - mu), obs)
+    assert narrow["crps"] > good["crps"]
+    assert narrow["reliability"] > 10 * good["reliability"]
+    assert narrow["potential"] <= good["crps"]
+    # a worse centre (more error in every member) raises the potential: dressing cannot help it
+    worse = S.crps_decomposition(ens + rng.normal(0.0, 1.0, size=mu.size), obs)
+    assert worse["potential"] > 1.2 * good["potential"]
+    scores = S.score(ens, obs, {t: np.full(obs.shape, 0.5) for t in (0.1, 0.3)})
+    assert scores["crps_reliability"] + scores["crps_potential"] == pytest.approx(scores["crps"], rel=1e-12)
+
+
 def test_brier_reliability_and_skill_on_hand_computed_cases():
     np.testing.assert_allclose(S.brier([1, 0, 1, 0], [0.7, 0.2, 1.0, 0.0]), [0.09, 0.04, 0.0, 0.0])
     assert S.brier_skill(0.05, 0.2) == pytest.approx(0.75)

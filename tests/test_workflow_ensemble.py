@@ -64,6 +64,10 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     truth = ds["depth"].sel(dem=solver["dem"].values, storm=solver["storm"].values, time=solver["time"].values)
     crps = S.crps(truth.values, np.moveaxis(solver["depth"].values, 2, 0)).mean()
     assert every.loc["solver", "crps_m"] == pytest.approx(crps, rel=1e-4)
+    # its Hersbach parts add up to it for every system, and the potential share is reported
+    np.testing.assert_allclose(every["crps_reliability_m"] + every["crps_potential_m"], every["crps_m"], rtol=1e-4)
+    np.testing.assert_allclose(every["crps_potential_vs_solver"],
+                               every["crps_potential_m"] / every.loc["solver", "crps_m"], rtol=1e-4)
     rain = xr.load_dataset(tmp_path / "results" / "ensemble" / "rain_members.nc")
     assert rain.sizes["member"] == 3 and not np.allclose(rain["rainfall_member"][0, 0], rain["rainfall"][0])
 

@@ -7,6 +7,13 @@ finite ensemble and the Brier score; ``properscoring`` has not been maintained s
   ensemble's empirical CDF and the observation's step function, in metres, averaged over cells,
   hours, storms and DEMs. For a one-member "ensemble" it is that member's absolute error, so a
   deterministic forecast's CRPS is its MAE and the two compare directly.
+* **CRPS decomposition** (:func:`crps_decomposition`, Hersbach 2000): the mean CRPS as
+  ``reliability + potential``. The reliability part is what miscalibration costs (0 for an
+  ensemble whose members are, bin by bin, as often above the truth as their rank says); the
+  potential is the CRPS the same ensemble would have were it calibrated, so no dressing or
+  spread correction can bring the CRPS below it: only a smaller error of the members can.
+  ``potential = uncertainty - resolution``, with the uncertainty the CRPS of the observations'
+  own climatology.
 * **Brier score** of P(depth > threshold) and its **skill** against climatology,
   ``BSS = 1 - BS / BS_clim`` (:func:`climatology`: per DEM, hour and cell, the fraction of the
   dataset's training storms deeper than the threshold there).
@@ -38,6 +45,58 @@ def crps(obs, ens, axis: int = 0) -> np.ndarray:
     # (as the energy form E|X - y| - E|X - X'| / 2), in O(M log M) per case
     return np.asarray(sr.crps_ensemble(np.asarray(obs, np.float64), np.asarray(ens, np.float64), m_axis=axis,
                                        estimator="qd", backend="numpy"))
+
+
+def crps_decomposition(ens, obs, axis: int = 0, chunk: int = 1 << 16) -> dict:
+    """Hersbach's (2000, Weather and Forecasting 15, 559-570) decomposition of the mean CRPS of an
+    ensemble (members along ``axis``) over the observations ``obs``: {"crps", "reliability",
+    "potential", "uncertainty", "resolution"}, all in the units of the data, with
+    ``crps = reliability + potential`` and ``potential = uncertainty - resolution``.
+
+    The sorted members x_1..x_N cut the line into N + 1 bins, bin i where the ensemble's CDF is
+    p_i = i / N. Per case, alpha_i is the length of bin i below the observation and beta_i the
+    length above it, so the case's CRPS is sum_i alpha_i p_i^2 + beta_i (1 - p_i)^2 (its eq. 26).
+    Over the cases, g_i = mean(alpha_i + beta_i) is the bin's mean width and o_i = mean(beta_i) /
+    g_i the frequency with which the observation lies below it; the outer bins use the outlier
+    frequencies instead (eq. 33). Then reliability = sum_i g_i (o_i - p_i)^2 and potential =
+    sum_i g_i o_i (1 - o_i) (eqs. 35-36). The CRPS is that of the members' empirical distribution,
+    the estimator of :func:`crps`."""
+    e = np.moveaxis(np.asarray(ens, np.float64), axis, 0)
+    n = e.shape[0]
+    e = e.reshape(n, -1)
+    o = np.asarray(obs, np.float64).ravel()
+    if o.size != e.shape[1]:
+        raise ValueError(f"crps_decomposition: {e.shape[1]} ensemble cases against {o.size} observations")
+    alpha, beta = np.zeros(n + 1), np.zeros(n + 1)
+    below = above = 0  # cases with the observation below every member / above every member
+    for a in range(0, o.size, chunk):
+        x = np.sort(e[:, a:a + chunk], axis=0)  # (N, cases)
+        y = o[a:a + chunk]
+        inner = np.clip(y, x[:-1], x[1:]) - x[:-1]  # alpha of bins 1..N-1: the part below y
+        alpha[1:n] += inner.sum(axis=1)
+        beta[1:n] += (x[1:] - x[:-1] - inner).sum(axis=1)
+        beta[0] += np.maximum(x[0] - y, 0.0).sum()
+        alpha[n] += np.maximum(y - x[-1], 0.0).sum()
+        below += int((y < x[0]).sum())
+        above += int((y > x[-1]).sum())
+    m = max(o.size, 1)
+    alpha, beta = alpha / m, beta / m
+    p = np.arange(n + 1) / n
+    g = alpha + beta
+    with np.errstate(invalid="ignore", divide="ignore"):
+        freq = np.where(g > 0, beta / g, 0.0)
+    # the outer bins have no width of their own: eq. 33 takes their frequencies from the outliers
+    freq[0], freq[n] = below / m, 1.0 - above / m
+    g[0] = beta[0] / freq[0] if freq[0] > 0 else 0.0
+    g[n] = alpha[n] / (1.0 - freq[n]) if freq[n] < 1 else 0.0
+    reliability = float(np.sum(g * (freq - p) ** 2))
+    potential = float(np.sum(g * freq * (1.0 - freq)))
+    # the climatology's CRPS, E|Y - Y'| / 2 over the observations, from their order statistics
+    ys = np.sort(o)
+    k = np.arange(1, ys.size + 1)
+    uncertainty = float(np.sum((2 * k - ys.size - 1) * ys) / m**2)
+    return {"crps": reliability + potential, "reliability": reliability, "potential": potential,
+            "uncertainty": uncertainty, "resolution": uncertainty - potential}
 
 
 def brier(obs_event, prob) -> np.ndarray:
@@ -104,12 +163,15 @@ def _variance(ens) -> np.ndarray:
 def score(ens, obs, clim: dict, thresholds=BRIER_THRESHOLDS_M) -> dict:
     """Every score of one ensemble: ``ens`` (N, cases), ``obs`` (cases), ``clim`` {threshold:
     (cases,) climatological probability}. Returns scalars (``crps``, ``mae_mean``,
+    ``crps_reliability`` and ``crps_potential`` (:func:`crps_decomposition`),
     ``brier_<t>``, ``brier_clim_<t>``, ``bss_<t>``, ``reliability_gap_<t>``, ``spread``, ``rmse``,
     ``spread_skill_ratio``) and the tables (``reliability_<t>``, ``spread_skill``)."""
     e = np.asarray(ens, np.float64)
     o = np.asarray(obs, np.float64)
+    parts = crps_decomposition(e, o)
     out = {"members": int(e.shape[0]), "cases": int(o.size),
-           "crps": float(crps(o, e).mean()), "mae_mean": float(np.abs(e.mean(axis=0) - o).mean())}
+           "crps": float(crps(o, e).mean()), "mae_mean": float(np.abs(e.mean(axis=0) - o).mean()),
+           "crps_reliability": parts["reliability"], "crps_potential": parts["potential"]}
     for t in thresholds:
         event = o > t
         prob = (e > t).mean(axis=0)

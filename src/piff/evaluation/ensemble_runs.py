@@ -305,7 +305,8 @@ def summarize(dataset_path, member_files: dict) -> dict:
             rows.append({"system": name, "kind": m.attrs.get("kind", ""), "terrain": terrain,
                          "members": sc["members"], "rain_members": int(m.attrs.get("rain_members", 0)),
                          "dems": len(pick), "storms": len(storms), "hours": len(hours), "cases": sc["cases"],
-                         "crps_m": sc["crps"], "mae_mean_m": sc["mae_mean"],
+                         "crps_m": sc["crps"], "crps_reliability_m": sc["crps_reliability"],
+                         "crps_potential_m": sc["crps_potential"], "mae_mean_m": sc["mae_mean"],
                          **{k: sc[k] for k in sc if k.startswith(("brier_", "bss_", "reliability_gap_"))
                             and not isinstance(sc[k], dict)},
                          "spread_m": sc["spread"], "rmse_mean_m": sc["rmse"],
@@ -327,6 +328,9 @@ def summarize(dataset_path, member_files: dict) -> dict:
             solver = summary[at & (summary["system"] == SOLVER)]
             if len(solver):
                 summary.loc[at, "crps_vs_solver"] = summary.loc[at, "crps_m"] / float(solver["crps_m"].iloc[0])
+                # what perfect calibration would leave: the floor for dressing or spread corrections
+                summary.loc[at, "crps_potential_vs_solver"] = (summary.loc[at, "crps_potential_m"]
+                                                               / float(solver["crps_m"].iloc[0]))
                 summary.loc[at, "speedup_vs_solver"] = float(solver["wall_s"].iloc[0]) / summary.loc[at, "wall_s"]
     crps_map = xr.Dataset(
         {"crps": (("system", "dem", "y", "x"), np.stack(list(crps_maps.values())).astype(np.float32),
@@ -343,7 +347,8 @@ def summarize(dataset_path, member_files: dict) -> dict:
 
 def summary_markdown(summary: pd.DataFrame) -> str:
     """The summary table as markdown (the solver first, then by CRPS)."""
-    cols = ["system", "kind", "terrain", "members", "crps_m", "crps_vs_solver", "mae_mean_m", "brier_0.1",
+    cols = ["system", "kind", "terrain", "members", "crps_m", "crps_vs_solver", "crps_reliability_m",
+            "crps_potential_vs_solver", "mae_mean_m", "brier_0.1",
             "bss_0.1", "brier_0.3", "bss_0.3", "reliability_gap_0.1", "reliability_gap_0.3", "spread_skill_ratio",
             "wall_s", "speedup_vs_solver"]
     cols = [c for c in cols if c in summary]
@@ -432,7 +437,9 @@ def write_summary(dataset_path, member_files: dict, outputs) -> dict:
     text = ("# Ensemble verification\n\n"
             f"{int(first['storms'])} held-out storms x {int(s[s.terrain == 'all']['dems'].iloc[0])} DEMs x "
             f"{int(first['hours'])} hours, {int(first['rain_members'])} rainfall-forecast members per storm; "
-            "truth: the solver on the real storm. CRPS and MAE of the ensemble mean in metres; BSS against the "
+            "truth: the solver on the real storm. CRPS and MAE of the ensemble mean in metres; "
+            "crps_reliability_m: the part of the CRPS that miscalibration costs, crps_potential_vs_solver: the "
+            "CRPS were the ensemble calibrated, over the solver ensemble's (Hersbach 2000); BSS against the "
             "training-storm climatology; reliability gap: largest |observed - forecast| over the probability "
             "bins with >= 1 % of the cases; spread-skill ratio 1 = calibrated; wall_s: all ensembles, "
             "speed-up: the solver ensemble's wall time / this one's (docs/ensemble.md).\n\n"
