@@ -10,8 +10,9 @@ finite ensemble and the Brier score; ``properscoring`` has not been maintained s
 * **CRPS decomposition** (:func:`crps_decomposition`, Hersbach 2000): the mean CRPS as
   ``reliability + potential``. The reliability part is what miscalibration costs (0 for an
   ensemble whose members are, bin by bin, as often above the truth as their rank says); the
-  potential is the CRPS the same ensemble would have were it calibrated, so no dressing or
-  spread correction can bring the CRPS below it: only a smaller error of the members can.
+  potential is the CRPS the same members would have with ideally recalibrated probabilities, the
+  floor for any recalibration of them: below it only members with a smaller error, or a dressing
+  that adds information they lack, can go.
   ``potential = uncertainty - resolution``, with the uncertainty the CRPS of the observations'
   own climatology.
 * **Brier score** of P(depth > threshold) and its **skill** against climatology,
