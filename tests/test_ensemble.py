@@ -236,7 +236,7 @@ def test_crps_decomposition_separates_miscalibration_from_error():
     assert narrow["crps"] > good["crps"]
     assert narrow["reliability"] > 10 * good["reliability"]
     assert narrow["potential"] <= good["crps"]
-    # a worse centre (more error in every member) raises the potential: dressing cannot help it
+    # a worse centre (more error in every member) raises the potential: recalibration cannot remove it
     worse = S.crps_decomposition(ens + rng.normal(0.0, 1.0, size=mu.size), obs)
     assert worse["potential"] > 1.2 * good["potential"]
     scores = S.score(ens, obs, {t: np.full(obs.shape, 0.5) for t in (0.1, 0.3)})

@@ -63,6 +63,7 @@ MODEL_PRESETS = ("demo", "demo_patch2", "demo_patch2_fine", "fast", "tiny", "pap
 # on a forecast that itself misses the real storm (the real storm is then one more member), or
 # on the real storm (every member's error measured from the truth: over-dispersive by design).
 FORECAST_CENTRES = ("forecast", "observed")
+DEFAULT_FORECAST_CENTRE = "forecast"
 
 # The ensemble summary's name of an experiment's error-dressed ensemble: "<experiment> dressed"
 # (piff.inference.dressing; the workflow's ensemble.dressing).

@@ -4,7 +4,7 @@ import re
 
 from snakemake.utils import validate
 
-from piff.choices import DRESSED_SUFFIX, FORECAST_CENTRES, SAMPLERS, TRAINED_KINDS
+from piff.choices import DEFAULT_FORECAST_CENTRE, DRESSED_SUFFIX, FORECAST_CENTRES, SAMPLERS, TRAINED_KINDS
 from piff.data.preprocess import dem_count, dem_splits, storm_splits
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
@@ -208,7 +208,7 @@ def _ensemble_experiments():
                              f"(those are: {', '.join(trained) or 'none'})")
     if ENSEMBLE["sampler"] not in SAMPLERS:
         raise ValueError(f"{where}.sampler = {ENSEMBLE['sampler']!r} is not one of {', '.join(SAMPLERS)}")
-    centre = ENSEMBLE["error_model"].get("centre", FORECAST_CENTRES[0])
+    centre = ENSEMBLE["error_model"].get("centre", DEFAULT_FORECAST_CENTRE)
     if centre not in FORECAST_CENTRES:
         raise ValueError(f"{where}.error_model.centre = {centre!r} is not one of {', '.join(FORECAST_CENTRES)}")
     hours = ds["storms"]["hours"]

@@ -328,7 +328,7 @@ def summarize(dataset_path, member_files: dict) -> dict:
             solver = summary[at & (summary["system"] == SOLVER)]
             if len(solver):
                 summary.loc[at, "crps_vs_solver"] = summary.loc[at, "crps_m"] / float(solver["crps_m"].iloc[0])
-                # what perfect calibration would leave: the floor for dressing or spread corrections
+                # what ideal recalibration of these members would leave (Hersbach's potential)
                 summary.loc[at, "crps_potential_vs_solver"] = (summary.loc[at, "crps_potential_m"]
                                                                / float(solver["crps_m"].iloc[0]))
                 summary.loc[at, "speedup_vs_solver"] = float(solver["wall_s"].iloc[0]) / summary.loc[at, "wall_s"]

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from piff.choices import FORECAST_CENTRES
+from piff.choices import DEFAULT_FORECAST_CENTRE, FORECAST_CENTRES
 from piff.errors import PiffInputError
 from piff.hydro.storms import MAX_MM_PER_H
 
@@ -58,7 +58,7 @@ class ForecastErrorModel:
     max_shift_h: int = 2  # timing error, whole hours, uniform in -max..max
     cap_mm_per_h: float = MAX_MM_PER_H
     seed: int = 0
-    centre: str = FORECAST_CENTRES[0]  # "forecast"; piff.choices.FORECAST_CENTRES (module docstring)
+    centre: str = DEFAULT_FORECAST_CENTRE  # one of piff.choices.FORECAST_CENTRES (module docstring)
 
     def __post_init__(self):
         for name, ok in (("sigma_log", self.sigma_log >= 0), ("rho", -1 < self.rho < 1),
