@@ -379,5 +379,8 @@ def test_solver_ensemble_of_a_perfect_forecast_is_the_truth(tiny_dataset, tmp_pa
     truth = xr.load_dataset(tiny_dataset)["depth"].sel(dem=[1], storm=r["storm"].values, time=hours).values
     np.testing.assert_allclose(s["depth"].values[:, :, 0], truth, atol=1e-4)
     assert (s["wall_time"].values > 0).all()
+    # the control run (the members' centre, here the real storm too) is the same solver run
+    control = R.solver_members(tiny_dataset, rain, hours, control=True)
+    np.testing.assert_allclose(control["depth"].values, s["depth"].values[:, :, :1], atol=1e-6)
     scores = R.summarize(tiny_dataset, {R.SOLVER: solver})["summary"]
     assert scores["crps_m"].iloc[0] < 1e-4 and scores["brier_0.1"].iloc[0] == 0.0

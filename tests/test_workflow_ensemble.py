@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 TRAIN = {"dataset": "tiny", "model": "tiny", "steps": 4, "ckpt_every": 4, "batch_size": 4, "microbatch": 4,
          "log_every": 2, "warmup_steps": 1, "nfe": [1, 2]}
 ENSEMBLE = {"dataset": "tiny", "n_storms": 1, "dems": [0, 1], "members": 3, "samples": 2, "nfe": "default",
-            "hours": [4, 8], "dressing": 2,
+            "hours": [4, 8], "dressing": 2, "anchored": True,
             "threads": 1, "error_model": {"sigma_log": 0.4, "rho": 0.5, "max_shift_h": 1}}
 # the tiny dataset with validation storms (80 mm), which the error dressing is fitted on
 DATASET = {**TINY_DATASET, "storms": {**TINY_DATASET["storms"], "totals_mm": [40.0, 80.0, 120.0]},
@@ -36,6 +36,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     jobs = jobs_run(snakemake(tmp_path, "results/ensemble_summary.csv", configfile=cfg))
     assert jobs["ensemble"] == 2 and jobs["ensemble_solver"] == 1 and jobs["ensemble_rain"] == 1
     assert jobs["error_dressing"] == 2 and jobs["ensemble_dressed"] == 2
+    assert jobs["ensemble_solver_control"] == 1 and jobs["ensemble_control"] == 2 and jobs["ensemble_anchored"] == 2
     # nfe "default": the bridge's ensemble ran at the NFE its evaluation measured and recorded
     recorded = json.loads((tmp_path / "results" / "bridge" / "metrics.json").read_text())["default_nfe"]["nfe"]
     members = xr.open_dataset(tmp_path / "results" / "ensemble" / "bridge" / "members.nc")
@@ -44,8 +45,11 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
 
     summary = pd.read_csv(tmp_path / "results" / "ensemble_summary.csv")
     every = summary[summary.terrain == "all"].set_index("system")
-    # trained experiments only, each also dressed with its validation errors, plus the reference
-    assert set(every.index) == {"solver", "bridge", "unet", "bridge dressed", "unet dressed"}
+    # trained experiments only, each also dressed with its validation errors and anchored on the
+    # solver's control run, plus the reference
+    assert set(every.index) == {"solver", "bridge", "unet", "bridge dressed", "unet dressed", "bridge anchored",
+                                "unet anchored"}
+    assert every.loc["bridge anchored", "members"] == 6 and every.loc["unet anchored", "members"] == 3
     assert every.loc["solver", "members"] == 3 and every.loc["unet", "members"] == 3
     assert every.loc["bridge", "members"] == 6  # 3 rain members x 2 bridge samples
     assert every.loc["bridge dressed", "members"] == 12 and every.loc["unet dressed", "members"] == 6
@@ -74,11 +78,25 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     reliability = pd.read_csv(tmp_path / "results" / "ensemble" / "reliability.csv")
     for (system, t), g in reliability.groupby(["system", "threshold_m"]):
         assert g["count"].sum() == every.loc[system, "cases"], (system, t)
+    # anchored: each member's departure from the model's control run, on the solver's control run,
+    # timed with both control runs
+    ens = tmp_path / "results" / "ensemble"
+    control = xr.load_dataset(ens / "solver" / "control.nc")
+    assert control.sizes["member"] == 1
+    centre = rain["rainfall_centre"].values[0]
+    assert not np.allclose(centre, rain["rainfall"].values[0])  # the control is a forecast, not the real storm
+    bridge, bridge_control = (xr.load_dataset(ens / "bridge" / f) for f in ("members.nc", "control.nc"))
+    anchored = xr.load_dataset(ens / "bridge" / "members_anchored.nc")
+    expect = np.maximum(0, control["depth"].values[:, :, :1] + bridge["depth"].values
+                        - bridge_control["depth"].values.mean(axis=2, keepdims=True))
+    np.testing.assert_allclose(anchored["depth"].values, expect, atol=1e-6)
+    assert (anchored["wall_time"].values >= bridge["wall_time"].values + bridge_control["wall_time"].values
+            + control["wall_time"].values).all()
     assert (tmp_path / "results" / "ensemble" / "figures" / "reliability.png").stat().st_size > 0
     assert (tmp_path / "results" / "ensemble" / "figures" / "spread_skill.png").stat().st_size > 0
     assert "| solver |" in (tmp_path / "results" / "ensemble_summary.md").read_text()
     crps_map = xr.load_dataset(tmp_path / "results" / "ensemble" / "crps_map.nc")
-    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 5
+    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 7
 
 
 def test_ensemble_config_is_checked_before_any_job(tmp_path):
@@ -97,6 +115,15 @@ def test_a_dressing_without_validation_storms_is_a_config_error(tmp_path):
     assert out.returncode != 0
     assert "config: ensemble.dressing: the dressing is fitted on validation storms, and dataset 'tiny' has none" \
         in out.stdout + out.stderr
+
+
+def test_anchoring_on_the_real_storm_is_a_config_error(tmp_path):
+    ensemble = {**ENSEMBLE, "dressing": 0, "error_model": {**ENSEMBLE["error_model"], "centre": "observed"}}
+    config = {"datasets": {"tiny": TINY_DATASET}, "experiments": {"bridge": TRAIN}, "ensemble": ensemble}
+    out = snakemake(tmp_path, "-n", "results/ensemble_summary.csv", configfile=write_config(tmp_path, config),
+                    check=False)
+    assert out.returncode != 0
+    assert "config: ensemble.anchored needs error_model.centre: forecast" in out.stdout + out.stderr
 
 
 def test_an_unknown_forecast_centre_is_a_config_error(tmp_path):

@@ -68,6 +68,9 @@ DEFAULT_FORECAST_CENTRE = "forecast"
 # The ensemble summary's name of an experiment's error-dressed ensemble: "<experiment> dressed"
 # (piff.inference.dressing; the workflow's ensemble.dressing).
 DRESSED_SUFFIX = " dressed"
+# ... and of its ensemble anchored on the solver's control run: "<experiment> anchored"
+# (piff.inference.anchoring; the workflow's ensemble.anchored).
+ANCHORED_SUFFIX = " anchored"
 
 # Config keys of files written by earlier piff versions -> today's names, so that old model.pt
 # files and checkpoints still load (ModelConfig and ExperimentConfig apply it).

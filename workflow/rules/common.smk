@@ -4,10 +4,12 @@ import re
 
 from snakemake.utils import validate
 
-from piff.choices import DEFAULT_FORECAST_CENTRE, DRESSED_SUFFIX, FORECAST_CENTRES, SAMPLERS, TRAINED_KINDS
+from piff.choices import (ANCHORED_SUFFIX, DEFAULT_FORECAST_CENTRE, DRESSED_SUFFIX, FORECAST_CENTRES, SAMPLERS,
+                          TRAINED_KINDS)
 from piff.data.preprocess import dem_count, dem_splits, storm_splits
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
+from piff.evaluation.ensemble_runs import CONTROL_FILE, SOLVER
 from piff.inference.dressing import DRESSING_FILE
 from piff.training.config import RUN_ONLY_KEYS, ExperimentConfig
 from piff.yaml_files import load_yaml
@@ -206,11 +208,17 @@ def _ensemble_experiments():
         if e not in trained:
             raise ValueError(f"{where}.experiments: {e!r} is not a trained experiment on dataset {name!r} "
                              f"(those are: {', '.join(trained) or 'none'})")
+        if e == SOLVER:
+            raise ValueError(f"{where}.experiments: an experiment named {SOLVER!r} would share the reference "
+                             f"ensemble's folder results/ensemble/{SOLVER}: rename it")
     if ENSEMBLE["sampler"] not in SAMPLERS:
         raise ValueError(f"{where}.sampler = {ENSEMBLE['sampler']!r} is not one of {', '.join(SAMPLERS)}")
     centre = ENSEMBLE["error_model"].get("centre", DEFAULT_FORECAST_CENTRE)
     if centre not in FORECAST_CENTRES:
         raise ValueError(f"{where}.error_model.centre = {centre!r} is not one of {', '.join(FORECAST_CENTRES)}")
+    if ENSEMBLE["anchored"] and centre != "forecast":
+        raise ValueError(f"{where}.anchored needs error_model.centre: forecast (centre {centre!r} is the real "
+                         "storm, so the solver's control run would be the truth itself)")
     hours = ds["storms"]["hours"]
     if max(ENSEMBLE["hours"]) > hours:
         raise ValueError(f"{where}.hours: hour {max(ENSEMBLE['hours'])} is beyond the {hours}-h storms of {name!r}")
@@ -244,10 +252,14 @@ def ensemble_model_inputs(wildcards):
 
 def ensemble_member_files():
     """{system: members file} the summary scores, the solver's apart: each experiment's ensemble,
-    and with ``dressing`` its dressed ensemble as a second system."""
+    with ``dressing`` its dressed ensemble as a second system, with ``anchored`` its ensemble
+    anchored on the solver's control run as a third."""
     files = {e: f"results/ensemble/{e}/members.nc" for e in ENSEMBLE_EXPERIMENTS}
     if ENSEMBLE["dressing"]:
         files.update({f"{e}{DRESSED_SUFFIX}": f"results/ensemble/{e}/members_dressed.nc" for e in ENSEMBLE_EXPERIMENTS})
+    if ENSEMBLE["anchored"]:
+        files.update({f"{e}{ANCHORED_SUFFIX}": f"results/ensemble/{e}/members_anchored.nc"
+                      for e in ENSEMBLE_EXPERIMENTS})
     return files
 
 

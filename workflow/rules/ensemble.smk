@@ -7,7 +7,10 @@
 # wall times against the solver on the real storm. The solver and model ensembles run with the
 # same torch threads (ensemble.threads) one after another, so their wall times compare. With
 # ensemble.dressing, each experiment's ensemble is scored a second time, dressed with the
-# model's own errors on the validation storms (error_dressing, ensemble_dressed).
+# model's own errors on the validation storms (error_dressing, ensemble_dressed). With
+# ensemble.anchored, the solver and each experiment also run on the members' central forecast
+# (the control), and each experiment's ensemble is scored anchored on the solver's control run
+# (ensemble_anchored; piff.inference.anchoring), its wall time including both control runs.
 
 
 rule ensemble_rain:
@@ -30,9 +33,10 @@ rule ensemble_solver:
         dataset=ensemble_dataset,
         rain="results/ensemble/rain_members.nc",
     output:
-        "results/ensemble/solver/members.nc",
+        f"results/ensemble/{SOLVER}/members.nc",
     params:
         cfg=lambda w: ensemble_options(("hours",)),
+        control=False,
     threads: ENSEMBLE["threads"]
     resources:
         mem_mb=4000,
@@ -56,6 +60,7 @@ rule ensemble:
         "results/ensemble/{experiment}/members.nc",
     params:
         cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
+        control=False,
     threads: ENSEMBLE["threads"]
     resources:
         mem_mb=4000,
@@ -68,6 +73,50 @@ rule ensemble:
         "../../envs/piff.yaml"
     script:
         "../scripts/ensemble.py"
+
+
+use rule ensemble_solver as ensemble_solver_control with:
+    output:
+        f"results/ensemble/{SOLVER}/{CONTROL_FILE}",
+    params:
+        cfg=lambda w: ensemble_options(("hours",)),
+        control=True,
+    log:
+        "results/ensemble/logs/solver_control.log",
+    benchmark:
+        "results/ensemble/benchmarks/solver_control.tsv"
+
+
+use rule ensemble as ensemble_control with:
+    output:
+        f"results/ensemble/{{experiment}}/{CONTROL_FILE}",
+    params:
+        cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
+        control=True,
+    log:
+        "results/ensemble/logs/{experiment}_control.log",
+    benchmark:
+        "results/ensemble/benchmarks/{experiment}_control.tsv"
+
+
+rule ensemble_anchored:
+    input:
+        members="results/ensemble/{experiment}/members.nc",
+        control=f"results/ensemble/{{experiment}}/{CONTROL_FILE}",
+        solver_control=f"results/ensemble/{SOLVER}/{CONTROL_FILE}",
+    output:
+        "results/ensemble/{experiment}/members_anchored.nc",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    log:
+        "results/ensemble/logs/{experiment}_anchored.log",
+    benchmark:
+        "results/ensemble/benchmarks/{experiment}_anchored.tsv"
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/ensemble_anchored.py"
 
 
 rule error_dressing:
@@ -116,7 +165,7 @@ rule ensemble_dressed:
 rule ensemble_summary:
     input:
         dataset=ensemble_dataset,
-        solver="results/ensemble/solver/members.nc",
+        solver=f"results/ensemble/{SOLVER}/members.nc",
         members=list(ensemble_member_files().values()),
     output:
         csv=report("results/ensemble_summary.csv", caption="../report/ensemble_summary.rst", category="Ensemble"),

@@ -1,4 +1,5 @@
-"""Snakemake adapter: the reference ensemble, the solver on every rainfall member."""
+"""Snakemake adapter: the reference ensemble, the solver on every rainfall member, or on the members'
+central forecast (params.control, the control run of the anchored ensemble)."""
 import json
 
 import torch
@@ -10,5 +11,6 @@ from piff.evaluation.ensemble_runs import solver_members
 with logs.to_file(snakemake.log[0]):
     check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     torch.set_num_threads(snakemake.threads)
-    ds = solver_members(snakemake.input.dataset, snakemake.input.rain, json.loads(snakemake.params.cfg)["hours"])
+    ds = solver_members(snakemake.input.dataset, snakemake.input.rain, json.loads(snakemake.params.cfg)["hours"],
+                        control=bool(snakemake.params.control))
     cf.write_netcdf(ds, snakemake.output[0])

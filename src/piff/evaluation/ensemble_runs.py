@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from piff import __version__, cf
-from piff.choices import DRESSED_SUFFIX
+from piff.choices import ANCHORED_SUFFIX, DRESSED_SUFFIX
 from piff.data import format as fmt
 from piff.errors import PiffInputError
 from piff.evaluation import default_nfe
@@ -36,7 +36,8 @@ from piff.hydro.terrain import Terrain
 
 log = logging.getLogger(__name__)
 
-SOLVER = "solver"  # the reference system's name in the summary
+SOLVER = "solver"  # the reference system's name in the summary (and its folder, results/ensemble/solver)
+CONTROL_FILE = "control.nc"  # a system's run on the members' central forecast, beside its members.nc
 
 
 # ----------------------------------------------------------------------------- cases and rain
@@ -135,12 +136,24 @@ def members_dataset(ds: xr.Dataset, depth, wall, rain: xr.Dataset, hours, system
 
 
 # ----------------------------------------------------------------------------- the systems
-def solver_members(dataset_path, rain_path, hours, progress: bool = False) -> xr.Dataset:
-    """The reference ensemble: the solver (the dataset's settings and boundaries) on every member."""
+def forecast_rain(rain_path, control: bool = False) -> xr.Dataset:
+    """The rain file with ``rainfall_member`` (storm, member, hour) [mm/h] the members to run:
+    the forecast members, or with ``control`` the members' central forecast as the only member
+    (the control run of a solver-anchored ensemble, piff.inference.anchoring)."""
+    rain = xr.load_dataset(rain_path)
+    if not control:
+        return rain
+    centre = rain["rainfall_centre"].expand_dims(member=1, axis=1)
+    return rain.isel(member=[0]).assign(rainfall_member=centre.assign_coords(member=[0]))
+
+
+def solver_members(dataset_path, rain_path, hours, progress: bool = False, control: bool = False) -> xr.Dataset:
+    """The reference ensemble: the solver (the dataset's settings and boundaries) on every member
+    (with ``control``, on the members' central forecast only)."""
     from piff.data.preprocess import solve, storm_batches
 
     ds = fmt.open_dataset(dataset_path)
-    rain = xr.load_dataset(rain_path)
+    rain = forecast_rain(rain_path, control)
     hours = [int(h) for h in hours]
     scfg = json.loads(ds.attrs.get("config_json", "{}")).get("solver", {})
     dems, storms = rain["dem"].values, rain["storm"].values
@@ -166,7 +179,7 @@ def solver_members(dataset_path, rain_path, hours, progress: bool = False) -> xr
             wall[i, j] = time.perf_counter() - t0
             log.info("solver ensemble dem %d storm %d: %d members, %.1f s", d, storms[j], n, wall[i, j])
     out = members_dataset(ds, depth, wall, rain, hours, SOLVER, "solver",
-                          {"solver_settings": json.dumps(scfg), "warmup_s": warmup})
+                          {"solver_settings": json.dumps(scfg), "warmup_s": warmup, **_control_attrs(control)})
     ds.close()
     return out
 
@@ -211,26 +224,33 @@ def dressed_members(members_path, dressing_path, k: int) -> xr.Dataset:
             dressed = dressing.apply(depth[i, j], k)  # (k, member, time, y, x)
             out[i, j] = np.swapaxes(dressed, 0, 1).reshape((-1,) + depth.shape[3:])
             wall[i, j] += time.perf_counter() - t0
+    return _derived_members(m, out, wall, DRESSED_SUFFIX,
+                            {"dressing_maps_per_member": int(k), "dressing": str(dressing_path)})
+
+
+def _derived_members(m: xr.Dataset, depth, wall, suffix: str, attrs: dict) -> xr.Dataset:
+    """A members file made from the members file ``m`` (dressed, anchored): the same DEMs, storms,
+    hours and provenance, system "<m's system><suffix>"."""
     # members_dataset reads the DEMs, storms and rain-member count from the rain file's coordinates
     rain = xr.Dataset(coords={"dem": m["dem"], "storm": m["storm"],
                               "member": np.arange(int(m.attrs.get("rain_members", 0)))})
-    attrs = {a: v for a, v in m.attrs.items() if a not in ("Conventions", "title", "source", "system", "kind",
-                                                           "rain_members")}
-    attrs.update({"dressing_maps_per_member": int(k), "dressing": str(dressing_path)})
-    return members_dataset(m, out, wall, rain, m["time"].values, str(m.attrs.get("system", "")) + DRESSED_SUFFIX,
-                           str(m.attrs.get("kind", "")), attrs)
+    kept = {a: v for a, v in m.attrs.items() if a not in ("Conventions", "title", "source", "system", "kind",
+                                                          "rain_members")}
+    return members_dataset(m, depth, wall, rain, m["time"].values, str(m.attrs.get("system", "")) + suffix,
+                           str(m.attrs.get("kind", "")), {**kept, **attrs})
 
 
 def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment: str = "",
-                  device="cpu", progress: bool = False) -> xr.Dataset:
+                  device="cpu", progress: bool = False, control: bool = False) -> xr.Dataset:
     """A trained experiment's ensemble: every rain member x ``cfg["samples"]`` bridge samples
-    (stochastic sampler; the U-Net one map per member) through the piff predict pipeline."""
+    (stochastic sampler; the U-Net one map per member) through the piff predict pipeline (with
+    ``control``, the members' central forecast only)."""
     from piff.inference.ensemble import predict_members
     from piff.model.trained import load_trained
 
     trained = load_trained(model_path, device=device)
     ds = fmt.open_dataset(dataset_path)
-    rain = xr.load_dataset(rain_path)
+    rain = forecast_rain(rain_path, control)
     hours = [int(h) for h in cfg["hours"]]
     dems, storms = rain["dem"].values, rain["storm"].values
     nfe = model_nfe(trained, cfg["nfe"], model_path)
@@ -258,9 +278,46 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
     attrs = {k: v for k, v in info.items() if k in ("model", "model_fingerprint", "model_kind", "nfe", "sampler",
                                                     "bridge_samples_per_member", "inference", "member_noise")}
     out = members_dataset(ds, depth, wall, rain, hours, experiment or trained.kind, trained.kind,
-                          {**attrs, "warmup_s": warmup})
+                          {**attrs, "warmup_s": warmup, **_control_attrs(control)})
     ds.close()
     return out
+
+
+def _control_attrs(control: bool) -> dict:
+    return {"forecast": "control: the members' central forecast (rainfall_centre)"} if control else {}
+
+
+def anchored_members(members_path, control_path, solver_control_path) -> xr.Dataset:
+    """A model ensemble anchored on the solver's control run (piff.inference.anchoring): every
+    member map becomes ``max(0, solver(control) + member - model(control))``. Each ensemble's wall
+    time is the members', the model's control run, the solver's control run and the anchoring."""
+    from piff.inference.anchoring import anchor
+
+    m = xr.load_dataset(members_path)
+    model_c = xr.load_dataset(control_path)
+    solver_c = xr.load_dataset(solver_control_path)
+    for path, c in ((control_path, model_c), (solver_control_path, solver_c)):
+        if "forecast" not in c.attrs:
+            raise PiffInputError(path, "is not a control run (no 'forecast' attribute): anchoring needs the runs on "
+                                       "the members' central forecast")
+        if not all(np.array_equal(c[k], m[k]) for k in ("dem", "storm", "time")):
+            raise PiffInputError(path, f"covers other DEMs, storms or hours than the ensemble {members_path}")
+    if model_c.attrs.get("model_fingerprint") != m.attrs.get("model_fingerprint"):
+        raise PiffInputError(control_path, f"is another model's control run than the ensemble {members_path}")
+    depth = m["depth"].values  # (dem, storm, member, time, y, x)
+    out = np.zeros_like(depth)
+    wall = (m["wall_time"].values + model_c["wall_time"].values + solver_c["wall_time"].values).astype(np.float64)
+    for i in range(depth.shape[0]):
+        for j in range(depth.shape[1]):
+            t0 = time.perf_counter()
+            # several bridge samples of the control: anchor on their mean, the members keep their own noise
+            out[i, j] = anchor(depth[i, j], model_c["depth"].values[i, j].mean(axis=0),
+                               solver_c["depth"].values[i, j, 0])
+            wall[i, j] += time.perf_counter() - t0
+    return _derived_members(m, out, wall, ANCHORED_SUFFIX,
+                            {"anchored_on": "the solver's run of the members' central forecast "
+                                            "(piff.inference.anchoring)",
+                             "model_control": str(control_path), "solver_control": str(solver_control_path)})
 
 
 # ----------------------------------------------------------------------------- scores
