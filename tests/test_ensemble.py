@@ -351,6 +351,41 @@ def test_cli_ensemble_netcdf_and_geotiff(model_path, tmp_path):
     assert len(names) == 1 + 3 + 3 + 1 + 3 + 3
 
 
+def test_cli_anchors_the_members_on_the_solver_run_of_the_control(model_path, tmp_path, capsys):
+    """A member whose rain is the control forecast's is, anchored, the solver's own map (the
+    model's maps of the same rain cancel); an independent solver run checks it. A control of
+    another length, or anchoring together with the dressing, is refused in one line."""
+    from piff.hydro.solver import simulate
+
+    terrain = synthetic_lowland(16, 20.0, seed=3)
+    dem = write_dem(terrain, tmp_path / "dem.nc")
+    control = tmp_path / "control.csv"
+    control.write_text("hour,mm_per_h\n" + "".join(f"{h},{v}\n" for h, v in enumerate(MEMBERS[0], 1)))
+    out = tmp_path / "anchored.nc"
+    args = ["predict", "--no-progress", "--device", "cpu", "--model", str(model_path), "--dem", str(dem),
+            "--nfe", "1", "--sampler", "euler", "--anchor-rain", str(control)]
+    assert main(args + ["--rain", str(long_csv(tmp_path / "one.csv", MEMBERS[:1], ("a",))), "--out", str(out)]) == 0
+    ds = xr.load_dataset(out)
+    assert "anchored_on" in ds.attrs and ds.sizes["member"] == 1
+    solver = simulate(terrain.elevation, terrain.dx, np.array(MEMBERS[:1]), compile=True,
+                      boundaries="left=free,right=free,top=free,bottom=free").depth[0][1:]
+    np.testing.assert_allclose(ds["depth_mean"].values, solver, atol=1e-5)
+
+    three = tmp_path / "three.nc"
+    assert main(args + ["--rain", str(long_csv(tmp_path / "members.csv")), "--out", str(three)]) == 0
+    assert xr.load_dataset(three).sizes["member"] == 3
+    short = tmp_path / "short.csv"
+    short.write_text("hour,mm_per_h\n1,5\n2,5\n3,5\n4,5\n5,5\n6,5\n7,5\n")
+    capsys.readouterr()
+    assert main(args + ["--rain", str(long_csv(tmp_path / "m.csv")), "--out", str(tmp_path / "x.nc")]
+                + ["--anchor-rain", str(short)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(short) in err and "control forecast must cover" in err
+    assert main(args + ["--rain", str(long_csv(tmp_path / "m.csv")), "--dressing", "3",
+                        "--out", str(tmp_path / "y.nc")]) == 2
+    assert "--anchor-rain" in capsys.readouterr().err
+
+
 def test_cli_refuses_a_bad_member(model_path, tmp_path, capsys):
     dem = write_dem(synthetic_lowland(16, 20.0, seed=3), tmp_path / "dem.nc")
     rain = tmp_path / "bad.csv"

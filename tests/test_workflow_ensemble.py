@@ -37,6 +37,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert jobs["ensemble"] == 2 and jobs["ensemble_solver"] == 1 and jobs["ensemble_rain"] == 1
     assert jobs["error_dressing"] == 2 and jobs["ensemble_dressed"] == 2
     assert jobs["ensemble_solver_control"] == 1 and jobs["ensemble_control"] == 2 and jobs["ensemble_anchored"] == 2
+    assert jobs["anchored_dressing"] == 2 and jobs["ensemble_anchored_dressed"] == 2
     # nfe "default": the bridge's ensemble ran at the NFE its evaluation measured and recorded
     recorded = json.loads((tmp_path / "results" / "bridge" / "metrics.json").read_text())["default_nfe"]["nfe"]
     members = xr.open_dataset(tmp_path / "results" / "ensemble" / "bridge" / "members.nc")
@@ -48,7 +49,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     # trained experiments only, each also dressed with its validation errors and anchored on the
     # solver's control run, plus the reference
     assert set(every.index) == {"solver", "bridge", "unet", "bridge dressed", "unet dressed", "bridge anchored",
-                                "unet anchored"}
+                                "unet anchored", "bridge anchored dressed", "unet anchored dressed"}
     assert every.loc["bridge anchored", "members"] == 6 and every.loc["unet anchored", "members"] == 3
     assert every.loc["solver", "members"] == 3 and every.loc["unet", "members"] == 3
     assert every.loc["bridge", "members"] == 6  # 3 rain members x 2 bridge samples
@@ -92,11 +93,18 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     np.testing.assert_allclose(anchored["depth"].values, expect, atol=1e-6)
     assert (anchored["wall_time"].values >= bridge["wall_time"].values + bridge_control["wall_time"].values
             + control["wall_time"].values).all()
+    # the anchored members' dressing: their own errors on the validation storms' forecast members,
+    # smaller than the raw model's errors there (what is shared by the members has cancelled)
+    anchored_fit = xr.load_dataset(ens / "bridge" / "anchored_dressing.nc")
+    assert anchored_fit.attrs["split"] == "val" and anchored_fit.attrs["anchored"] == 1
+    assert anchored_fit.attrs["nfe"] == recorded and anchored_fit.attrs["rain_members"] == 3
+    assert anchored_fit.attrs["mae_m"] < dressing.attrs["mae_m"]
+    assert every.loc["bridge anchored dressed", "members"] == 12
     assert (tmp_path / "results" / "ensemble" / "figures" / "reliability.png").stat().st_size > 0
     assert (tmp_path / "results" / "ensemble" / "figures" / "spread_skill.png").stat().st_size > 0
     assert "| solver |" in (tmp_path / "results" / "ensemble_summary.md").read_text()
     crps_map = xr.load_dataset(tmp_path / "results" / "ensemble" / "crps_map.nc")
-    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 7
+    assert crps_map["crps"].attrs["units"] == "m" and crps_map.sizes["system"] == 9
 
 
 def test_ensemble_config_is_checked_before_any_job(tmp_path):

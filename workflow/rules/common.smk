@@ -253,12 +253,15 @@ def ensemble_model_inputs(wildcards):
 def ensemble_member_files():
     """{system: members file} the summary scores, the solver's apart: each experiment's ensemble,
     with ``dressing`` its dressed ensemble as a second system, with ``anchored`` its ensemble
-    anchored on the solver's control run as a third."""
+    anchored on the solver's control run as a third, and with both that one dressed as well."""
     files = {e: f"results/ensemble/{e}/members.nc" for e in ENSEMBLE_EXPERIMENTS}
     if ENSEMBLE["dressing"]:
         files.update({f"{e}{DRESSED_SUFFIX}": f"results/ensemble/{e}/members_dressed.nc" for e in ENSEMBLE_EXPERIMENTS})
     if ENSEMBLE["anchored"]:
         files.update({f"{e}{ANCHORED_SUFFIX}": f"results/ensemble/{e}/members_anchored.nc"
+                      for e in ENSEMBLE_EXPERIMENTS})
+    if ENSEMBLE["anchored"] and ENSEMBLE["dressing"]:
+        files.update({f"{e}{ANCHORED_SUFFIX}{DRESSED_SUFFIX}": f"results/ensemble/{e}/members_anchored_dressed.nc"
                       for e in ENSEMBLE_EXPERIMENTS})
     return files
 

@@ -10,7 +10,9 @@
 # model's own errors on the validation storms (error_dressing, ensemble_dressed). With
 # ensemble.anchored, the solver and each experiment also run on the members' central forecast
 # (the control), and each experiment's ensemble is scored anchored on the solver's control run
-# (ensemble_anchored; piff.inference.anchoring), its wall time including both control runs.
+# (ensemble_anchored; piff.inference.anchoring), its wall time including both control runs; with
+# dressing too, the anchored members are dressed with the anchored members' own errors on forecast
+# members of the validation storms (anchored_dressing, ensemble_anchored_dressed).
 
 
 rule ensemble_rain:
@@ -160,6 +162,40 @@ rule ensemble_dressed:
         "../../envs/piff.yaml"
     script:
         "../scripts/ensemble_dressed.py"
+
+
+rule anchored_dressing:
+    input:
+        unpack(ensemble_model_inputs),
+        dataset=ensemble_dataset,
+    output:
+        "results/ensemble/{experiment}/anchored_dressing.nc",
+    params:
+        cfg=lambda w: ensemble_options(("members", "seed", "error_model", "samples", "sampler", "nfe", "hours")),
+    threads: ENSEMBLE["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        "results/ensemble/logs/{experiment}_anchored_dressing.log",
+    benchmark:
+        "results/ensemble/benchmarks/{experiment}_anchored_dressing.tsv"
+    conda:
+        "../../envs/piff.yaml"
+    script:
+        "../scripts/anchored_dressing.py"
+
+
+use rule ensemble_dressed as ensemble_anchored_dressed with:
+    input:
+        members="results/ensemble/{experiment}/members_anchored.nc",
+        dressing="results/ensemble/{experiment}/anchored_dressing.nc",
+    output:
+        "results/ensemble/{experiment}/members_anchored_dressed.nc",
+    log:
+        "results/ensemble/logs/{experiment}_anchored_dressed.log",
+    benchmark:
+        "results/ensemble/benchmarks/{experiment}_anchored_dressed.tsv"
 
 
 rule ensemble_summary:

@@ -9,7 +9,9 @@ mean depth (``--out flood.tif``) on the DEM's grid. A rainfall file with several
 NWP or nowcast ensemble) gives a probabilistic forecast: every member x ``--members`` bridge
 samples, batched, with quantiles, exceedance and arrival-time products
 (:func:`piff.inference.ensemble.ensemble_products`, docs/ensemble.md); ``--dressing K`` adds the
-model's own error to it (each member dressed into K maps, :mod:`piff.inference.dressing`). A thin
+model's own error to it (each member dressed into K maps, :mod:`piff.inference.dressing`);
+``--anchor-rain`` anchors every member on piff's solver run of the members' central forecast
+(:mod:`piff.inference.anchoring`). A thin
 wrapper: reading and checking files here, everything else in ``piff.inference.predict``.
 """
 
@@ -61,6 +63,11 @@ def add_arguments(parser) -> None:
                              "validation storms (error_dressing.nc beside the model, written by the workflow's "
                              "error_dressing rule; docs/ensemble.md), so the exceedance probabilities include the "
                              "model's error; gives the ensemble products (default 0: no dressing)")
+    parser.add_argument("--anchor-rain", default=None, metavar="CSV",
+                        help="the members' central (control) forecast, an hour,mm_per_h csv: piff's solver runs on "
+                             "it once and every member becomes max(0, solver(control) + member - model(control)), "
+                             "so the model's error shared by the members cancels (docs/ensemble.md, \"Anchored on "
+                             "a solver control run\"); costs one solver run; gives the ensemble products")
     parser.add_argument("--seed", type=int, default=0, help="seed of the ensemble members (default 0)")
     parser.add_argument("--device", type=torch_device, default="auto",
                         help="auto (GPU if there is one), cpu, cuda, cuda:1, ...")
@@ -130,7 +137,14 @@ def run(args) -> int:
     hours = P.parse_hours(args.hours, members.rain.shape[1])
     for m, r in zip(members.ids, members.rain):
         P.check_rain(r, hours, args.rain if len(members) == 1 else f"{args.rain} (member {m})")
-    ensemble = len(members) > 1 or args.dressing > 0
+    control = None
+    if args.anchor_rain is not None:
+        control = P.check_rain(read_rainfall(args.anchor_rain), hours, args.anchor_rain)
+        if control.size != members.rain.shape[1]:
+            raise PiffInputError(args.anchor_rain, f"has {control.size} hourly values, the members of {args.rain} "
+                                                   f"{members.rain.shape[1]}: the control forecast must cover the "
+                                                   "members' hours")
+    ensemble = len(members) > 1 or args.dressing > 0 or control is not None
     if geotiff and len(hours) != 1 and not ensemble:
         raise PiffInputError(out, f"a GeoTIFF holds one map; {len(hours)} hours were requested "
                                   "(use --hours H, or a .nc output)")
@@ -163,7 +177,7 @@ def run(args) -> int:
               f"(the bridge's spread and the dressing's residuals); use --members 1 or --sampler euler")
     if ensemble:
         return _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out,
-                             geotiff, t0, dressing)
+                             geotiff, t0, dressing, control)
     ds = P.predict_maps(trained, terrain, rain, hours, nfe=args.nfe, sampler=sampler, members=args.members,
                         seed=args.seed, device=args.device, batch_size=args.batch_size, boundary=boundary,
                         overlap=args.overlap, tile=args.tile, coarse_factor=args.coarse_factor,
@@ -182,23 +196,32 @@ def run(args) -> int:
 
 
 def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, offset, native_dx, out, geotiff,
-                  t0, dressing=None) -> int:
+                  t0, dressing=None, control=None) -> int:
     """Every rain member x ``--members`` bridge samples, batched (piff.inference.ensemble), each
-    dressed into ``--dressing`` maps when a dressing is given (piff.inference.dressing)."""
+    dressed into ``--dressing`` maps when a dressing is given (piff.inference.dressing), or
+    anchored on the solver's run of the ``control`` forecast (piff.inference.anchoring)."""
     import numpy as np
 
     from piff.data.outputs import ensemble_dataset, write_ensemble_geotiff, write_prediction_netcdf
+    from piff.inference import anchoring
     from piff.inference import dressing as D
     from piff.inference import ensemble as E
     from piff.inference import predict as P
 
-    maps, info = E.predict_members(trained, terrain, members.rain, hours, samples=args.members, nfe=args.nfe,
-                                   sampler=sampler, seed=args.seed, device=args.device, batch_size=args.batch_size,
-                                   boundary=boundary, overlap=args.overlap, tile=args.tile,
-                                   coarse_factor=args.coarse_factor, elevation_offset_m=offset,
-                                   attention=args.attention, precision=args.precision,
-                                   progress=not args.no_progress, source=args.dem)
+    opts = dict(samples=args.members, nfe=args.nfe, sampler=sampler, seed=args.seed, device=args.device,
+                batch_size=args.batch_size, boundary=boundary, overlap=args.overlap, tile=args.tile,
+                coarse_factor=args.coarse_factor, elevation_offset_m=offset, attention=args.attention,
+                precision=args.precision, source=args.dem)
+    maps, info = E.predict_members(trained, terrain, members.rain, hours, progress=not args.no_progress, **opts)
     maps = maps.reshape((-1,) + maps.shape[2:])  # (forecast member, hour, y, x)
+    if control is not None:
+        # the control's own bridge samples (keyed apart from the members'), averaged: its level
+        model_control, _ = E.predict_members(trained, terrain, control[None], hours, member_keys=[len(members)],
+                                             **opts)
+        solver_control = anchoring.solver_control(terrain, control, hours, boundary)
+        maps = anchoring.anchor(maps, model_control[0].mean(axis=0), solver_control)
+        info.update({"anchored_on": f"piff's solver on the control forecast {args.anchor_rain} "
+                                    "(piff.inference.anchoring)"})
     if dressing is not None:
         maps = np.swapaxes(dressing.apply(maps, args.dressing), 0, 1).reshape((-1,) + maps.shape[1:])
         info.update({"dressing_maps_per_member": int(args.dressing), "dressing": str(D.beside(args.model)),
@@ -214,6 +237,7 @@ def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, off
         write_prediction_netcdf(ds, out)
     ds.attrs["wall_time_s"] = time.perf_counter() - t0
     dressed = f" x {args.dressing} dressed maps" if dressing is not None else ""
+    dressed += ", anchored on the solver's control run" if control is not None else ""
     print(f"{out}: {len(members)} rain members x {info['bridge_samples_per_member']} bridge samples{dressed}; "
           f"{P.summary(ds)}")
     return 0
@@ -229,10 +253,14 @@ def tile_size(text: str) -> tuple[int, int]:
 
 def _check_options(args, out: Path) -> None:
     """Option checks that need no file."""
-    check_output(out, inputs=(args.model, args.dem, args.rain), suffixes=NETCDF_SUFFIXES + GEOTIFF_SUFFIXES)
+    inputs = (args.model, args.dem, args.rain) + ((args.anchor_rain,) if args.anchor_rain else ())
+    check_output(out, inputs=inputs, suffixes=NETCDF_SUFFIXES + GEOTIFF_SUFFIXES)
     for option, value, low in (("--nfe", args.nfe, 1), ("--members", args.members, 1), ("--dressing", args.dressing, 0),
                                ("--batch-size", args.batch_size, 1), ("--coarse-factor", args.coarse_factor, 1)):
         if value is not None and value < low:
             raise PiffInputError(option, f"must be at least {low}, got {value}")
+    if args.anchor_rain is not None and args.dressing:
+        raise PiffInputError("--anchor-rain", "and --dressing: the dressing holds the raw model's errors, far wider "
+                                              "than an anchored member's; use one of them")
     if not 0.0 <= args.overlap < 1.0:
         raise PiffInputError("--overlap", f"must be in [0, 1), got {args.overlap}")

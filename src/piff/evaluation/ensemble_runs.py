@@ -71,12 +71,13 @@ def error_model(ds: xr.Dataset, cfg: dict) -> ForecastErrorModel:
                               **({"cap_mm_per_h": float(cap)} if cap else {}))
 
 
-def rain_members_dataset(dataset_path, cfg: dict) -> xr.Dataset:
+def rain_members_dataset(dataset_path, cfg: dict, cases: tuple[list[int], list[int]] | None = None) -> xr.Dataset:
     """``rainfall_member`` (storm, member, hour) [mm/h] of the verification storms, the observed
     ``rainfall`` and the members' central forecast ``rainfall_centre`` (storm, hour) [mm/h], and
-    each member's timing error ``shift`` (storm, member) [h]."""
+    each member's timing error ``shift`` (storm, member) [h]. ``cases``: (storm ids, DEM indices)
+    instead of the config's held-out ones (:func:`verification_cases`)."""
     ds = fmt.open_dataset(dataset_path, load=True)
-    storms, dems = verification_cases(ds, cfg)
+    storms, dems = cases or verification_cases(ds, cfg)
     model = error_model(ds, cfg)
     n = int(cfg["members"])
     observed = ds["rainfall"].sel(storm=storms).values[:, 1:].astype(np.float64)  # drop time 0 (no rain)
@@ -318,6 +319,49 @@ def anchored_members(members_path, control_path, solver_control_path) -> xr.Data
                             {"anchored_on": "the solver's run of the members' central forecast "
                                             "(piff.inference.anchoring)",
                              "model_control": str(control_path), "solver_control": str(solver_control_path)})
+
+
+def fit_anchored_dressing(model_path, dataset_path, cfg: dict, device="cpu"):
+    """The error dressing of a model's *anchored* members (piff.inference.dressing): residuals
+    ``solver(member) - anchored member`` on forecast members of the dataset's validation storms on
+    its training DEMs, made with the verification's error model, members and seed; the test
+    storms stay out. The raw model's dressing would be far too wide for anchored members: what is
+    left of their error is the model's error in the members' differences."""
+    import tempfile
+    from pathlib import Path
+
+    from piff.inference.dressing import fit
+
+    with fmt.open_dataset(dataset_path) as ds:
+        storms = [int(s) for s in fmt.storm_ids_in_split(ds, "val")]
+        dems = [int(d) for d in fmt.dems_in_split(ds, "val")]
+        if not storms:
+            raise PiffInputError(dataset_path, "has no validation storms to fit the anchored dressing on (its split "
+                                               "sets no val_shapes, val_totals_mm or val_ids)")
+        valid = ~(ds["nodata"].values[dems].astype(bool) if "nodata" in ds
+                  else np.zeros((len(dems),) + ds["y"].shape + ds["x"].shape, bool))
+    hours = [int(h) for h in cfg["hours"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rain_ds = rain_members_dataset(dataset_path, cfg, (storms, dems))
+        rain = cf.write_netcdf(rain_ds, tmp / "rain.nc")
+        solver = solver_members(dataset_path, rain, hours)
+        runs = {"members": model_members(model_path, dataset_path, rain, cfg, device=device),
+                "control": model_members(model_path, dataset_path, rain, cfg, device=device, control=True),
+                "solver": solver_members(dataset_path, rain, hours, control=True)}
+        paths = {k: cf.write_netcdf(v, tmp / f"{k}.nc") for k, v in runs.items()}
+        anchored = anchored_members(paths["members"], paths["control"], paths["solver"])
+    # anchored members are rain member x bridge sample, rain member major
+    samples = anchored.sizes["member"] // solver.sizes["member"]
+    truth = np.repeat(solver["depth"].values, samples, axis=2)
+    m = runs["members"].attrs
+    attrs = {"model": str(model_path), "model_fingerprint": m.get("model_fingerprint", ""),
+             "model_kind": m.get("model_kind", ""), "nfe": int(m.get("nfe", 1)), "sampler": m.get("sampler", ""),
+             "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path), "split": "val",
+             "anchored": 1, "rain_members": int(solver.sizes["member"]),
+             "storms": " ".join(map(str, storms)), "dems": " ".join(map(str, dems)),
+             "error_model": rain_ds.attrs["error_model"]}
+    return fit(anchored["depth"].values, truth, valid[:, None, None, None], attrs)
 
 
 # ----------------------------------------------------------------------------- scores

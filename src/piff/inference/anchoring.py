@@ -48,3 +48,17 @@ def anchor(member_maps, model_control, solver_control) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         out = np.maximum(solver_c + (members - model_c), 0.0)
     return out.astype(np.float32)
+
+
+def solver_control(terrain, rain_mm_per_h, hours, boundary, compile: bool = True) -> np.ndarray:
+    """(len(hours), ny, nx) depth [m] of the solver on the control forecast ``rain_mm_per_h``
+    (T,) [mm/h] at ``hours``, NaN at nodata: piff's solver at its default settings (those of the
+    demo dataset: Manning 0.03, the adaptive time step of docs/hydrology.md), ``boundary`` a
+    piff.hydro.boundary spec."""
+    from piff.hydro.solver import simulate
+
+    res = simulate(terrain.elevation, terrain.dx, np.asarray(rain_mm_per_h, np.float64)[None], boundaries=boundary,
+                   compile=compile, nodata_mask=terrain.nodata_mask)
+    depth = np.asarray(res.depth[0])[[int(h) for h in hours]].astype(np.float32)
+    depth[:, ~terrain.valid_mask()] = np.nan
+    return depth
