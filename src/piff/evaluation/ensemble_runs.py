@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 SOLVER = "solver"  # the reference system's name in the summary (and its folder, results/ensemble/solver)
 CONTROL_FILE = "control.nc"  # a system's run on the members' central forecast, beside its members.nc
+# The control's bridge-noise key within a storm: apart from every member's (0..members-1), so a
+# stochastic control does not share member 0's noise (which would cancel in the anchoring).
+_CONTROL_KEY = 9_999
 
 
 # ----------------------------------------------------------------------------- cases and rain
@@ -268,7 +271,8 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
         for j, s in enumerate(storms):
             t0 = time.perf_counter()
             maps, info = predict_members(trained, ter, rain["rainfall_member"].values[j], hours, boundary=boundary,
-                                         member_keys=[int(s) * 10_000 + m for m in range(rain.sizes["member"])],
+                                         member_keys=[int(s) * 10_000 + (_CONTROL_KEY if control else m)
+                                                      for m in range(rain.sizes["member"])],
                                          progress=progress, **opts)
             wall[i, j] = time.perf_counter() - t0
             if depth is None:

@@ -52,13 +52,12 @@ def anchor(member_maps, model_control, solver_control) -> np.ndarray:
 
 def solver_control(terrain, rain_mm_per_h, hours, boundary, compile: bool = True) -> np.ndarray:
     """(len(hours), ny, nx) depth [m] of the solver on the control forecast ``rain_mm_per_h``
-    (T,) [mm/h] at ``hours``, NaN at nodata: piff's solver at its default settings (those of the
-    demo dataset: Manning 0.03, the adaptive time step of docs/hydrology.md), ``boundary`` a
-    piff.hydro.boundary spec."""
-    from piff.hydro.solver import simulate
+    (T,) [mm/h] at ``hours``, NaN at nodata: piff's solver at a dataset's default settings (those
+    of the demo dataset: Manning 0.03, the adaptive time step of docs/hydrology.md) through the
+    simulate rule's entry point, ``boundary`` a piff.hydro.boundary spec."""
+    from piff.data.preprocess import solve
 
-    res = simulate(terrain.elevation, terrain.dx, np.asarray(rain_mm_per_h, np.float64)[None], boundaries=boundary,
-                   compile=compile, nodata_mask=terrain.nodata_mask)
+    res = solve(terrain, np.asarray(rain_mm_per_h, np.float64)[None], {"compile": compile}, boundary)
     depth = np.asarray(res.depth[0])[[int(h) for h in hours]].astype(np.float32)
     depth[:, ~terrain.valid_mask()] = np.nan
     return depth
