@@ -296,11 +296,14 @@ def anchored_members(members_path, control_path, solver_control_path) -> xr.Data
     """A model ensemble anchored on the solver's control run (piff.inference.anchoring): every
     member map becomes ``max(0, solver(control) + member - model(control))``. Each ensemble's wall
     time is the members', the model's control run, the solver's control run and the anchoring."""
+    return _anchored(xr.load_dataset(members_path), xr.load_dataset(control_path),
+                     xr.load_dataset(solver_control_path), members_path, control_path, solver_control_path)
+
+
+def _anchored(m, model_c, solver_c, members_path, control_path, solver_control_path) -> xr.Dataset:
+    """:func:`anchored_members` on loaded members files; the paths name them in errors and attributes."""
     from piff.inference.anchoring import anchor
 
-    m = xr.load_dataset(members_path)
-    model_c = xr.load_dataset(control_path)
-    solver_c = xr.load_dataset(solver_control_path)
     for path, c in ((control_path, model_c), (solver_control_path, solver_c)):
         if "forecast" not in c.attrs:
             raise PiffInputError(path, "is not a control run (no 'forecast' attribute): anchoring needs the runs on "
@@ -350,15 +353,14 @@ def fit_anchored_dressing(model_path, dataset_path, cfg: dict, device="cpu"):
         rain_ds = rain_members_dataset(dataset_path, cfg, (storms, dems))
         rain = cf.write_netcdf(rain_ds, tmp / "rain.nc")
         solver = solver_members(dataset_path, rain, hours)
-        runs = {"members": model_members(model_path, dataset_path, rain, cfg, device=device),
-                "control": model_members(model_path, dataset_path, rain, cfg, device=device, control=True),
-                "solver": solver_members(dataset_path, rain, hours, control=True)}
-        paths = {k: cf.write_netcdf(v, tmp / f"{k}.nc") for k, v in runs.items()}
-        anchored = anchored_members(paths["members"], paths["control"], paths["solver"])
+        members = model_members(model_path, dataset_path, rain, cfg, device=device)
+        anchored = _anchored(members, model_members(model_path, dataset_path, rain, cfg, device=device, control=True),
+                             solver_members(dataset_path, rain, hours, control=True),
+                             "validation members", "validation control (model)", "validation control (solver)")
     # anchored members are rain member x bridge sample, rain member major
     samples = anchored.sizes["member"] // solver.sizes["member"]
     truth = np.repeat(solver["depth"].values, samples, axis=2)
-    m = runs["members"].attrs
+    m = members.attrs
     attrs = {"model": str(model_path), "model_fingerprint": m.get("model_fingerprint", ""),
              "model_kind": m.get("model_kind", ""), "nfe": int(m.get("nfe", 1)), "sampler": m.get("sampler", ""),
              "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path), "split": "val",
