@@ -90,3 +90,7 @@ def test_a_terrain_bound_emulator_error_cancels_in_the_anchored_members(tiny_dat
             raw.append(np.abs(members - truth).mean())
             anchored.append(np.abs(anchor(members, centre, control["depth"].values[i, j, 0]) - truth).mean())
     assert np.mean(anchored) < np.mean(raw) / 2, (np.mean(anchored), np.mean(raw))
+    # the anchored dressing is fitted on validation storms only: the held-out storms' rain is refused
+    with pytest.raises(PiffInputError, match="not the validation storms"):
+        R.fit_anchored_dressing(tmp_path / "no-model.pt", tiny_dataset, rain_path, tmp_path / "solver.nc",
+                                tmp_path / "control.nc", {})

@@ -119,6 +119,22 @@ def test_a_trained_model_is_fitted_on_its_validation_storms(model_path, val_data
         D.fit_on_validation(model_path, tiny_dataset, kind="piff", nfe=2)
 
 
+def test_the_anchored_dressings_rain_is_the_validation_storms_on_the_training_dems(val_dataset, tiny_dataset):
+    from piff.data import format as fmt
+    from piff.evaluation import ensemble_runs as R
+
+    cfg = {"members": 3, "seed": 0, "error_model": {"sigma_log": 0.3, "rho": 0.6, "max_shift_h": 1}}
+    rain = R.rain_members_dataset(val_dataset, cfg, validation=True)
+    with fmt.open_dataset(val_dataset) as ds:
+        assert rain["storm"].values.tolist() == [int(s) for s in fmt.storm_ids_in_split(ds, "val")]
+        assert rain["dem"].values.tolist() == [int(d) for d in fmt.dems_in_split(ds, "val")]
+    assert rain.attrs["split"] == "val" and rain.sizes["member"] == 3
+    held_out = R.rain_members_dataset(val_dataset, {**cfg, "n_storms": 2})
+    assert held_out.attrs["split"] == "test" and not set(held_out["storm"].values) & set(rain["storm"].values)
+    with pytest.raises(PiffInputError, match="no validation storms"):
+        R.rain_members_dataset(tiny_dataset, cfg, validation=True)
+
+
 def test_dressed_members_are_member_major_and_timed(tmp_path):
     from piff import cf
     from piff.evaluation import ensemble_runs as R

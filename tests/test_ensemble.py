@@ -257,6 +257,72 @@ def test_brier_reliability_and_skill_on_hand_computed_cases():
     np.testing.assert_allclose(clim, [1 / 3, 2 / 3])
 
 
+def test_storm_bootstrap_of_the_reliability_table():
+    rng = np.random.default_rng(3)
+    prob = rng.uniform(size=600)
+    event = rng.uniform(size=600) < prob
+    groups = np.repeat([7, 3, 11, 5], 150)  # any labels
+    boot = S.reliability_bootstrap(prob, event, groups, resamples=20, seed=1)
+    labels = np.unique(groups)
+    for r in range(5):  # each resample is the table of the drawn storms' cases, repeats counted
+        take = np.concatenate([np.nonzero(groups == labels[i])[0] for i in boot["draws"][r]])
+        table = S.reliability(prob[take], event[take])
+        np.testing.assert_array_equal(boot["count"][r], table["count"])
+        np.testing.assert_allclose(boot["observed"][r], table["observed"], equal_nan=True)
+        np.testing.assert_allclose(boot["forecast"][r], table["forecast"], equal_nan=True)
+        assert boot["gap"][r] == pytest.approx(S.reliability_gap(table))
+    # one storm: every resample is the table itself
+    one = S.reliability_bootstrap(prob, event, np.zeros(600), resamples=3)
+    assert np.all(one["gap"] == S.reliability_gap(S.reliability(prob, event)))
+
+
+def test_storm_bootstrap_is_wide_when_cells_share_their_storm_luck():
+    # a calibrated ensemble whose truth is one more member, but each storm's rain is as lucky in
+    # every cell (a storm-level error shared by the storm's cells): 15 storms are ~15 draws
+    rng = np.random.default_rng(0)
+
+    def case(n_storms, cells=400, members=20):
+        storm = np.repeat(np.arange(n_storms), cells)
+        mu = rng.normal(0.0, 1.0, size=storm.size)
+        luck = rng.normal(size=(members + 1, n_storms))[:, storm]  # each member's (and the truth's) per storm
+        draw = mu + luck + 0.3 * rng.normal(size=(members + 1, storm.size))
+        prob, event = (draw[1:] > 0.0).mean(axis=0), draw[0] > 0.0
+        table = S.reliability(prob, event)
+        boot = S.reliability_bootstrap(prob, event, storm, resamples=400)
+        low, high = np.nanpercentile(boot["observed"], S.BOOTSTRAP_RANGE, axis=0)
+        judged = table["fraction"] >= S.MIN_BIN_FRACTION
+        return table, low[judged], high[judged], judged
+
+    table, low, high, judged = case(15)
+    assert np.median(high - low) > 0.15  # what 15 storms can resolve per bin
+    inside = (low <= table["forecast"][judged]) & (table["forecast"][judged] <= high)
+    assert inside.mean() >= 0.6  # the diagonal lies within most bins' range (90 % each)
+    _, low_many, high_many, _ = case(600)
+    assert np.median(high_many - low_many) < 0.4 * np.median(high - low)  # 40x the storms: ~1/6 the range
+    scores = S.score(rng.normal(size=(5, 600)), rng.normal(size=600), {t: np.full(600, 0.5) for t in (0.1, 0.3)},
+                     groups=np.repeat(np.arange(6), 100))
+    assert scores["reliability_gap_0.1_p05"] <= scores["reliability_gap_0.1_p95"]
+    assert {"observed_p05", "observed_p95"} <= set(scores["reliability_0.1"])
+
+
+def test_perfect_model_gap_takes_one_member_as_the_truth_and_shrinks_with_the_members():
+    rng = np.random.default_rng(4)
+    mu = rng.normal(size=30000)
+    ens = mu + rng.normal(size=(101, mu.size))  # independent cases, the truth one more member
+    gap = S.perfect_model_gap(ens, 10, truth=100, threshold=0.0)
+    assert gap == pytest.approx(S.reliability_gap(S.reliability((ens[:10] > 0).mean(axis=0), ens[100] > 0)))
+    # member 3 as the truth: the ensemble is the first 10 others, member 3 left out
+    table = S.reliability((np.delete(ens, 3, axis=0)[:10] > 0).mean(axis=0), ens[3] > 0)
+    assert S.perfect_model_gap(ens, 10, truth=3, threshold=0.0) == pytest.approx(S.reliability_gap(table))
+    # even a perfect ensemble's member fraction k/N is off the diagonal when N is small (given k of
+    # N members above, the truth's chance is pulled toward the climate's; Richardson 2001): 3 seeds
+    # gave 0.145-0.148 / 0.082-0.089 / 0.044-0.045 / 0.011-0.014 at N = 5 / 10 / 20 / 99
+    gaps = [S.perfect_model_gap(ens, n, truth=100, threshold=0.0) for n in (5, 10, 20, 99)]
+    assert gaps[0] > gaps[1] > gaps[2] > gaps[3] and gaps[1] > 0.05 and gaps[3] < 0.03
+    with pytest.raises(ValueError, match="need 102"):
+        S.perfect_model_gap(ens, 101, truth=0, threshold=0.0)
+
+
 def test_score_of_a_calibrated_and_of_a_too_narrow_ensemble():
     # calibrated: per case a location mu, and the truth is one more exchangeable member
     rng = np.random.default_rng(0)

@@ -38,6 +38,9 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert jobs["error_dressing"] == 2 and jobs["ensemble_dressed"] == 2
     assert jobs["ensemble_solver_control"] == 1 and jobs["ensemble_control"] == 2 and jobs["ensemble_anchored"] == 2
     assert jobs["anchored_dressing"] == 2 and jobs["ensemble_anchored_dressed"] == 2
+    # the anchored dressings' validation members run through the solver once for both experiments
+    assert jobs["ensemble_validation_rain"] == 1 and jobs["ensemble_validation_solver"] == 1
+    assert jobs["ensemble_validation_solver_control"] == 1
     # nfe "default": the bridge's ensemble ran at the NFE its evaluation measured and recorded
     recorded = json.loads((tmp_path / "results" / "bridge" / "metrics.json").read_text())["default_nfe"]["nfe"]
     members = xr.open_dataset(tmp_path / "results" / "ensemble" / "bridge" / "members.nc")
@@ -62,6 +65,9 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert (every["wall_s"] > 0).all() and np.isfinite(every["speedup_vs_solver"]).all()
     for col in ("crps_m", "brier_0.1", "bss_0.1", "brier_0.3", "spread_skill_ratio"):
         assert every[col].notna().all(), col
+    # one storm: the storm bootstrap has nothing to resample, its range is the gap itself
+    for q in S.BOOTSTRAP_NAMES:
+        np.testing.assert_allclose(every[f"reliability_gap_0.1_{q}"], every["reliability_gap_0.1"], equal_nan=True)
 
     # the table's CRPS is the CRPS of the members file against the dataset's truth
     ds = xr.load_dataset(tmp_path / "data" / "tiny" / "dataset.nc")
@@ -77,6 +83,7 @@ def test_ensemble_target_scores_every_trained_experiment_against_the_solver(tmp_
     assert rain.sizes["member"] == 3 and not np.allclose(rain["rainfall_member"][0, 0], rain["rainfall"][0])
 
     reliability = pd.read_csv(tmp_path / "results" / "ensemble" / "reliability.csv")
+    assert {f"observed_{q}" for q in S.BOOTSTRAP_NAMES} <= set(reliability.columns)
     for (system, t), g in reliability.groupby(["system", "threshold_m"]):
         assert g["count"].sum() == every.loc[system, "cases"], (system, t)
     # anchored: each member's departure from the model's control run, on the solver's control run,

@@ -12,7 +12,10 @@
 # (the control), and each experiment's ensemble is scored anchored on the solver's control run
 # (ensemble_anchored; piff.inference.anchoring), its wall time including both control runs; with
 # dressing too, the anchored members are dressed with the anchored members' own errors on forecast
-# members of the validation storms (anchored_dressing, ensemble_anchored_dressed).
+# members of the validation storms (anchored_dressing, ensemble_anchored_dressed; the solver's runs
+# of those members are shared by every experiment: ensemble_validation_solver and its control).
+
+VALIDATION_RAIN = "results/ensemble/validation_rain_members.nc"
 
 
 rule ensemble_rain:
@@ -22,6 +25,7 @@ rule ensemble_rain:
         "results/ensemble/rain_members.nc",
     params:
         cfg=lambda w: ensemble_options(("storms", "n_storms", "dems", "members", "seed", "error_model")),
+        validation=False,
     log:
         "results/ensemble/logs/rain.log",
     conda:
@@ -164,14 +168,56 @@ rule ensemble_dressed:
         "../scripts/ensemble_dressed.py"
 
 
+# The anchored dressing's cases: forecast members of the validation storms on the training DEMs
+# (the test storms stay out), run through the solver once for every experiment.
+use rule ensemble_rain as ensemble_validation_rain with:
+    output:
+        VALIDATION_RAIN,
+    params:
+        cfg=lambda w: ensemble_options(("members", "seed", "error_model")),
+        validation=True,
+    log:
+        "results/ensemble/logs/validation_rain.log",
+
+
+use rule ensemble_solver as ensemble_validation_solver with:
+    input:
+        dataset=ensemble_dataset,
+        rain=VALIDATION_RAIN,
+    output:
+        f"results/ensemble/{SOLVER}/validation_members.nc",
+    log:
+        "results/ensemble/logs/solver_validation.log",
+    benchmark:
+        "results/ensemble/benchmarks/solver_validation.tsv"
+
+
+use rule ensemble_solver as ensemble_validation_solver_control with:
+    input:
+        dataset=ensemble_dataset,
+        rain=VALIDATION_RAIN,
+    output:
+        f"results/ensemble/{SOLVER}/validation_{CONTROL_FILE}",
+    params:
+        cfg=lambda w: ensemble_options(("hours",)),
+        control=True,
+    log:
+        "results/ensemble/logs/solver_validation_control.log",
+    benchmark:
+        "results/ensemble/benchmarks/solver_validation_control.tsv"
+
+
 rule anchored_dressing:
     input:
         unpack(ensemble_model_inputs),
         dataset=ensemble_dataset,
+        rain=VALIDATION_RAIN,
+        solver=f"results/ensemble/{SOLVER}/validation_members.nc",
+        solver_control=f"results/ensemble/{SOLVER}/validation_{CONTROL_FILE}",
     output:
         "results/ensemble/{experiment}/anchored_dressing.nc",
     params:
-        cfg=lambda w: ensemble_options(("members", "seed", "error_model", "samples", "sampler", "nfe", "hours")),
+        cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
     threads: ENSEMBLE["threads"]
     resources:
         mem_mb=4000,

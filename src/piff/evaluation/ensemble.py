@@ -21,6 +21,12 @@ finite ensemble and the Brier score; ``properscoring`` has not been maintained s
 * **Reliability** (:func:`reliability`): forecast probabilities in 10 equal bins; per bin the
   mean forecast probability and the observed frequency; the largest gap to the diagonal over the
   bins holding at least ``MIN_BIN_FRACTION`` of the cases.
+* **Its sampling uncertainty** (:func:`reliability_bootstrap`): the cells of one storm are not
+  independent cases (a storm whose real rain is wetter than most of its members is so in every
+  cell, on every DEM and at every hour), so a reliability curve over 15 storms has about 15
+  independent draws behind it. Resampling whole storms with replacement (a block bootstrap,
+  Wilks 2011, Statistical Methods in the Atmospheric Sciences, section 5.3.5) gives per bin the
+  5-95 % range of the observed frequency and of the gap: what another 15 storms could have shown.
 * **Spread-skill** (:func:`spread_skill`): cases in bins of ensemble spread (standard deviation);
   per bin the root-mean (unbiased) ensemble variance and the RMSE of the ensemble mean. A
   calibrated ensemble of M members lies on RMSE = sqrt((M + 1) / M) x spread, so
@@ -30,11 +36,16 @@ finite ensemble and the Brier score; ``properscoring`` has not been maintained s
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 BRIER_THRESHOLDS_M = (0.1, 0.3)
 RELIABILITY_BINS = 10
 MIN_BIN_FRACTION = 0.01  # bins with fewer cases are too noisy to judge reliability on
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_RANGE = (5, 95)  # percentiles of the storm bootstrap reported beside a reliability figure
+BOOTSTRAP_NAMES = tuple(f"p{q:02d}" for q in BOOTSTRAP_RANGE)  # their suffixes: observed_p05, ..
 SPREAD_BINS = 8
 
 
@@ -123,7 +134,7 @@ def reliability(prob, obs_event, bins: int = RELIABILITY_BINS) -> dict:
     count, its fraction, mean forecast probability and observed frequency (NaN when empty)."""
     p = np.asarray(prob, np.float64).ravel()
     o = np.asarray(obs_event, np.float64).ravel()
-    k = np.minimum((p * bins).astype(int), bins - 1)
+    k = _probability_bin(p, bins)
     count = np.bincount(k, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.bincount(k, p, minlength=bins) / count
@@ -132,11 +143,66 @@ def reliability(prob, obs_event, bins: int = RELIABILITY_BINS) -> dict:
             "fraction": count / max(len(p), 1), "forecast": mean_p, "observed": freq}
 
 
+def _probability_bin(p, bins: int):
+    """Each probability's bin: edges 0, 1/bins, .., 1, probability 1 in the last bin."""
+    return np.minimum((p * bins).astype(int), bins - 1)
+
+
 def reliability_gap(table: dict, min_fraction: float = MIN_BIN_FRACTION) -> float:
     """Largest |observed frequency - mean forecast probability| over the bins holding at least
     ``min_fraction`` of the cases."""
-    keep = (table["count"] > 0) & (table["fraction"] >= min_fraction)
-    return float(np.max(np.abs(table["observed"][keep] - table["forecast"][keep]))) if keep.any() else float("nan")
+    return float(_gaps(table["count"], table["fraction"], table["forecast"], table["observed"], min_fraction))
+
+
+def _gaps(count, fraction, forecast, observed, min_fraction: float = MIN_BIN_FRACTION):
+    """:func:`reliability_gap` of tables stacked along the leading axes (bins last)."""
+    keep = (count > 0) & (fraction >= min_fraction)
+    with np.errstate(invalid="ignore"):
+        dev = np.where(keep, np.abs(observed - forecast), -np.inf)
+    gap = dev.max(axis=-1)
+    return np.where(np.isfinite(gap), gap, np.nan)
+
+
+def reliability_bootstrap(prob, obs_event, groups, bins: int = RELIABILITY_BINS,
+                          resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """The reliability table of ``resamples`` block-bootstrap resamples: each draws as many
+    groups (storms) as there are, with replacement, and takes all their cases (module docstring).
+
+    ``groups``: each case's group label. Returns {"draws": (R, G) the groups drawn (indices into
+    the sorted unique labels), "count", "fraction", "forecast", "observed": (R, bins), "gap": (R,)}.
+    """
+    p = np.asarray(prob, np.float64).ravel()
+    o = np.asarray(obs_event, np.float64).ravel()
+    _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    n_groups = int(g.max()) + 1 if g.size else 0
+    # per (group, bin) counts and sums: a resample's table is then a weighted sum over groups
+    cell = g * bins + _probability_bin(p, bins)
+    count, psum, osum = (np.bincount(cell, w, minlength=n_groups * bins).reshape(n_groups, bins)
+                         for w in (None, p, o))
+    draws = np.random.default_rng(seed).integers(0, n_groups, (resamples, n_groups))
+    weight = np.stack([np.bincount(d, minlength=n_groups) for d in draws]).astype(np.float64)  # (R, G)
+    c, ps, os_ = weight @ count, weight @ psum, weight @ osum
+    with np.errstate(invalid="ignore", divide="ignore"):
+        forecast, observed = ps / c, os_ / c
+    fraction = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+    return {"draws": draws, "count": c, "fraction": fraction, "forecast": forecast, "observed": observed,
+            "gap": _gaps(c, fraction, forecast, observed)}
+
+
+def perfect_model_gap(ens, members: int, truth: int, threshold: float,
+                      min_fraction: float = MIN_BIN_FRACTION) -> float:
+    """The reliability gap of a perfect model: member ``truth`` of the ensemble ``ens`` (members
+    on axis 0, cases after) taken as the truth and the first ``members`` of the others as the
+    ensemble. The truth is then exchangeable with the members by construction, so the gap is
+    what sampling (the cases, the member count) alone leaves on a calibrated ensemble: the floor
+    a real ensemble's gap is read against (docs/ensemble.md)."""
+    e = np.asarray(ens)
+    others = [k for k in range(e.shape[0]) if k != truth][:members]
+    if len(others) < members:
+        raise ValueError(f"perfect_model_gap: {members} members and a truth need {members + 1}, the ensemble has "
+                         f"{e.shape[0]}")
+    table = reliability((e[others] > threshold).mean(axis=0), e[truth] > threshold)
+    return reliability_gap(table, min_fraction)
 
 
 def spread_skill(ens, obs, axis: int = 0, bins: int = SPREAD_BINS) -> dict:
@@ -161,12 +227,15 @@ def _variance(ens) -> np.ndarray:
     return ens.var(axis=0, ddof=1) if ens.shape[0] > 1 else np.zeros(ens.shape[1:])
 
 
-def score(ens, obs, clim: dict, thresholds=BRIER_THRESHOLDS_M) -> dict:
+def score(ens, obs, clim: dict, thresholds=BRIER_THRESHOLDS_M, groups=None) -> dict:
     """Every score of one ensemble: ``ens`` (N, cases), ``obs`` (cases), ``clim`` {threshold:
     (cases,) climatological probability}. Returns scalars (``crps``, ``mae_mean``,
     ``crps_reliability`` and ``crps_potential`` (:func:`crps_decomposition`),
     ``brier_<t>``, ``brier_clim_<t>``, ``bss_<t>``, ``reliability_gap_<t>``, ``spread``, ``rmse``,
-    ``spread_skill_ratio``) and the tables (``reliability_<t>``, ``spread_skill``)."""
+    ``spread_skill_ratio``) and the tables (``reliability_<t>``, ``spread_skill``). With
+    ``groups`` (each case's storm), also the storm bootstrap's ``BOOTSTRAP_RANGE`` of each gap
+    (``reliability_gap_<t>_p05`` / ``_p95``, :data:`BOOTSTRAP_NAMES`) and of each bin's observed
+    frequency (the table's ``observed_p05`` / ``observed_p95``)."""
     e = np.asarray(ens, np.float64)
     o = np.asarray(obs, np.float64)
     parts = crps_decomposition(e, o)
@@ -180,6 +249,15 @@ def score(ens, obs, clim: dict, thresholds=BRIER_THRESHOLDS_M) -> dict:
         table = reliability(prob, event)
         out.update({f"brier_{t:g}": bs, f"brier_clim_{t:g}": bs_clim, f"bss_{t:g}": brier_skill(bs, bs_clim),
                     f"reliability_gap_{t:g}": reliability_gap(table), f"reliability_{t:g}": table})
+        if groups is not None:
+            boot = reliability_bootstrap(prob, event, groups)
+            with warnings.catch_warnings():  # a bin empty in every resample has no range: NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                observed = np.nanpercentile(boot["observed"], BOOTSTRAP_RANGE, axis=0)
+                gap = np.nanpercentile(boot["gap"], BOOTSTRAP_RANGE)
+            for name, obs_q, gap_q in zip(BOOTSTRAP_NAMES, observed, gap):
+                table[f"observed_{name}"] = obs_q
+                out[f"reliability_gap_{t:g}_{name}"] = float(gap_q)
     ss = spread_skill(e, o)
     spread = float(np.sqrt(_variance(e).mean()))
     rmse = float(np.sqrt(((e.mean(axis=0) - o) ** 2).mean()))

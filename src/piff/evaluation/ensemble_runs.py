@@ -65,6 +65,16 @@ def verification_cases(ds: xr.Dataset, cfg: dict) -> tuple[list[int], list[int]]
     return storms, dems
 
 
+def validation_cases(ds: xr.Dataset, dataset_path) -> tuple[list[int], list[int]]:
+    """(storm ids, DEM indices) the anchored dressing is fitted on: the validation storms on the
+    training DEMs; the test storms stay out."""
+    storms = [int(s) for s in fmt.storm_ids_in_split(ds, "val")]
+    if not storms:
+        raise PiffInputError(dataset_path, "has no validation storms to fit the anchored dressing on (its split "
+                                           "sets no val_shapes, val_totals_mm or val_ids)")
+    return storms, [int(d) for d in fmt.dems_in_split(ds, "val")]
+
+
 def error_model(ds: xr.Dataset, cfg: dict) -> ForecastErrorModel:
     """The config's forecast-error model, with intensities capped at the dataset's storm cap."""
     em = cfg.get("error_model", {})
@@ -74,13 +84,15 @@ def error_model(ds: xr.Dataset, cfg: dict) -> ForecastErrorModel:
                               **({"cap_mm_per_h": float(cap)} if cap else {}))
 
 
-def rain_members_dataset(dataset_path, cfg: dict, cases: tuple[list[int], list[int]] | None = None) -> xr.Dataset:
+def rain_members_dataset(dataset_path, cfg: dict, validation: bool = False) -> xr.Dataset:
     """``rainfall_member`` (storm, member, hour) [mm/h] of the verification storms, the observed
     ``rainfall`` and the members' central forecast ``rainfall_centre`` (storm, hour) [mm/h], and
-    each member's timing error ``shift`` (storm, member) [h]. ``cases``: (storm ids, DEM indices)
-    instead of the config's held-out ones (:func:`verification_cases`)."""
+    each member's timing error ``shift`` (storm, member) [h]. With ``validation``, of the
+    dataset's validation storms on its training DEMs instead (:func:`validation_cases`; what the
+    anchored dressing is fitted on), attribute ``split`` saying which."""
     ds = fmt.open_dataset(dataset_path, load=True)
-    storms, dems = cases or verification_cases(ds, cfg)
+    storms, dems = validation_cases(ds, dataset_path) if validation else verification_cases(ds, cfg)
+    split = "val" if validation else "test"
     model = error_model(ds, cfg)
     n = int(cfg["members"])
     observed = ds["rainfall"].sel(storm=storms).values[:, 1:].astype(np.float64)  # drop time 0 (no rain)
@@ -102,7 +114,8 @@ def rain_members_dataset(dataset_path, cfg: dict, cases: tuple[list[int], list[i
                 "hour": ("hour", np.arange(1, observed.shape[1] + 1, dtype=np.int32),
                          {"units": "h", "long_name": "end of the rainfall hour"}),
                 "dem": ("dem", np.array(dems, np.int32), {"long_name": "DEM index in the dataset"})},
-        attrs={"Conventions": cf.CONVENTIONS, "title": "piff rainfall-forecast members of the held-out storms",
+        attrs={"Conventions": cf.CONVENTIONS, "split": split,
+               "title": f"piff rainfall-forecast members of the {'validation' if validation else 'held-out'} storms",
                "source": f"piff {__version__} hydro.rain_ensemble.ForecastErrorModel",
                "error_model": json.dumps({"sigma_log": model.sigma_log, "rho": model.rho,
                                           "max_shift_h": model.max_shift_h, "cap_mm_per_h": model.cap_mm_per_h,
@@ -328,49 +341,61 @@ def _anchored(m, model_c, solver_c, members_path, control_path, solver_control_p
                              "model_control": str(control_path), "solver_control": str(solver_control_path)})
 
 
-def fit_anchored_dressing(model_path, dataset_path, cfg: dict, device="cpu"):
+def fit_anchored_dressing(model_path, dataset_path, rain_path, solver_path, solver_control_path, cfg: dict,
+                          device="cpu"):
     """The error dressing of a model's *anchored* members (piff.inference.dressing): residuals
-    ``solver(member) - anchored member`` on forecast members of the dataset's validation storms on
-    its training DEMs, made with the verification's error model, members and seed; the test
-    storms stay out. The raw model's dressing would be far too wide for anchored members: what is
-    left of their error is the model's error in the members' differences."""
-    import tempfile
-    from pathlib import Path
-
+    ``solver(member) - anchored member`` on the validation storms' forecast members ``rain_path``
+    (:func:`rain_members_dataset` with ``validation``), given the solver's runs of them and of
+    their control (``solver_path``, ``solver_control_path``: shared by every model). The raw
+    model's dressing would be far too wide for anchored members: what is left of their error is
+    the model's error in the members' differences."""
     from piff.inference.dressing import fit
 
-    with fmt.open_dataset(dataset_path) as ds:
-        storms = [int(s) for s in fmt.storm_ids_in_split(ds, "val")]
-        dems = [int(d) for d in fmt.dems_in_split(ds, "val")]
-        if not storms:
-            raise PiffInputError(dataset_path, "has no validation storms to fit the anchored dressing on (its split "
-                                               "sets no val_shapes, val_totals_mm or val_ids)")
-        valid = ~(ds["nodata"].values[dems].astype(bool) if "nodata" in ds
-                  else np.zeros((len(dems),) + ds["y"].shape + ds["x"].shape, bool))
-    hours = [int(h) for h in cfg["hours"]]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        rain_ds = rain_members_dataset(dataset_path, cfg, (storms, dems))
-        rain = cf.write_netcdf(rain_ds, tmp / "rain.nc")
-        solver = solver_members(dataset_path, rain, hours)
-        members = model_members(model_path, dataset_path, rain, cfg, device=device)
-        anchored = _anchored(members, model_members(model_path, dataset_path, rain, cfg, device=device, control=True),
-                             solver_members(dataset_path, rain, hours, control=True),
-                             "validation members", "validation control (model)", "validation control (solver)")
+    rain = xr.load_dataset(rain_path)
+    if rain.attrs.get("split") != "val":
+        raise PiffInputError(rain_path, f"holds the {rain.attrs.get('split', 'unknown')!r} split's storms, not the "
+                                        "validation storms: the anchored dressing must not see the test storms")
+    solver = xr.load_dataset(solver_path)
+    members = model_members(model_path, dataset_path, rain_path, cfg, device=device)
+    if not (all(np.array_equal(solver[k], members[k]) for k in ("dem", "storm", "time"))
+            and members.sizes["member"] % solver.sizes["member"] == 0):
+        raise PiffInputError(solver_path, f"covers other DEMs, storms, hours or members than {rain_path}")
+    anchored = _anchored(members, model_members(model_path, dataset_path, rain_path, cfg, device=device,
+                                                control=True),
+                         xr.load_dataset(solver_control_path), "validation members", "validation control (model)",
+                         solver_control_path)
     # anchored members are rain member x bridge sample, rain member major
     samples = anchored.sizes["member"] // solver.sizes["member"]
     truth = np.repeat(solver["depth"].values, samples, axis=2)
+    dems = [int(d) for d in rain["dem"].values]
+    with fmt.open_dataset(dataset_path) as ds:
+        valid = valid_cells(ds, dems)
     m = members.attrs
     attrs = {"model": str(model_path), "model_fingerprint": m.get("model_fingerprint", ""),
              "model_kind": m.get("model_kind", ""), "nfe": int(m.get("nfe", 1)), "sampler": m.get("sampler", ""),
              "dataset": str(dataset_path), "dataset_sha256": fmt.file_sha256(dataset_path), "split": "val",
              "anchored": 1, "rain_members": int(solver.sizes["member"]),
-             "storms": " ".join(map(str, storms)), "dems": " ".join(map(str, dems)),
-             "error_model": rain_ds.attrs["error_model"]}
+             "storms": " ".join(str(int(s)) for s in rain["storm"].values), "dems": " ".join(map(str, dems)),
+             "error_model": rain.attrs["error_model"]}
     return fit(anchored["depth"].values, truth, valid[:, None, None, None], attrs)
 
 
 # ----------------------------------------------------------------------------- scores
+def valid_cells(ds: xr.Dataset, dems) -> np.ndarray:
+    """(dem, y, x): the cells of the dataset's DEMs ``dems`` that are not nodata."""
+    dems = [int(d) for d in dems]
+    if "nodata" not in ds:
+        return np.ones((len(dems),) + ds["y"].shape + ds["x"].shape, bool)
+    return ~ds["nodata"].values[dems].astype(bool)
+
+
+def truth_and_valid(ds: xr.Dataset, members: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The truth of a members file's cases, depth (dem, storm, time, y, x) [m] of the solver on the
+    real storms, and the valid cells of its DEMs (dem, y, x; :func:`valid_cells`)."""
+    truth = ds["depth"].sel(dem=members["dem"].values, storm=members["storm"].values, time=members["time"].values)
+    return truth.values.astype(np.float64), valid_cells(ds, members["dem"].values)
+
+
 def summarize(dataset_path, member_files: dict) -> dict:
     """Score every system's members file against the truth (the solver on the real storm).
 
@@ -383,9 +408,7 @@ def summarize(dataset_path, member_files: dict) -> dict:
     ref = next(iter(systems.values()))
     dems, storms, hours = ref["dem"].values, ref["storm"].values, ref["time"].values
     terrain_of = fmt.terrain_of_dems(ds)
-    valid = ~(ds["nodata"].values.astype(bool) if "nodata" in ds else np.zeros((ds.sizes["dem"],) + ds["y"].shape
-                                                                            + ds["x"].shape, bool))
-    truth = ds["depth"].sel(dem=dems, storm=storms, time=hours).values.astype(np.float64)  # (D, S, H, y, x)
+    truth, valid = truth_and_valid(ds, ref)
     train = [int(s) for s in fmt.storm_ids_in_split(ds, "train")]
     clim = {t: np.stack([S.climatology(ds["depth"].sel(dem=int(d), storm=train, time=hours).values, t)
                          for d in dems]) for t in S.BRIER_THRESHOLDS_M}  # (D, H, y, x)
@@ -398,16 +421,18 @@ def summarize(dataset_path, member_files: dict) -> dict:
         ens = m["depth"].values.astype(np.float64)  # (D, S, N, H, y, x)
         ens = np.nan_to_num(np.moveaxis(ens, 2, 0))  # (N, D, S, H, y, x)
         crps_cells = S.crps(truth, ens)  # (D, S, H, y, x)
-        crps_maps[name] = np.where(valid[dems], crps_cells.mean(axis=(1, 2)), np.nan)
+        crps_maps[name] = np.where(valid, crps_cells.mean(axis=(1, 2)), np.nan)
         for terrain in ("all", "seen", "unseen"):
             pick = [i for i, d in enumerate(dems) if terrain == "all" or terrain_of[int(d)] == terrain]
             if not pick:
                 continue
-            mask = np.broadcast_to(valid[dems][pick][:, None, None], truth[pick].shape)
+            mask = np.broadcast_to(valid[pick][:, None, None], truth[pick].shape)
             e = ens[:, pick][:, mask]
             o = truth[pick][mask]
             c = {t: np.broadcast_to(clim[t][pick][:, None], truth[pick].shape)[mask] for t in clim}
-            sc = S.score(e, o, c)
+            # each case's storm: the bootstrap's block (one storm's cells share its rain's luck)
+            storm_of = np.broadcast_to(storms[None, :, None, None, None], truth[pick].shape)[mask]
+            sc = S.score(e, o, c, groups=storm_of)
             wall = float(m["wall_time"].values[pick].sum())
             rows.append({"system": name, "kind": m.attrs.get("kind", ""), "terrain": terrain,
                          "members": sc["members"], "rain_members": int(m.attrs.get("rain_members", 0)),
@@ -456,7 +481,8 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     """The summary table as markdown (the solver first, then by CRPS)."""
     cols = ["system", "kind", "terrain", "members", "crps_m", "crps_vs_solver", "crps_reliability_m",
             "crps_potential_vs_solver", "mae_mean_m", "brier_0.1",
-            "bss_0.1", "brier_0.3", "bss_0.3", "reliability_gap_0.1", "reliability_gap_0.3", "spread_skill_ratio",
+            "bss_0.1", "brier_0.3", "bss_0.3", "reliability_gap_0.1",
+            *(f"reliability_gap_0.1_{q}" for q in S.BOOTSTRAP_NAMES), "reliability_gap_0.3", "spread_skill_ratio",
             "wall_s", "speedup_vs_solver"]
     cols = [c for c in cols if c in summary]
     df = summary.assign(_ref=summary["system"] != SOLVER).sort_values(["terrain", "_ref", "crps_m"])[cols]
@@ -474,7 +500,8 @@ def _fmt(v) -> str:
 
 def plot_reliability(reliability: pd.DataFrame, path) -> None:
     """Reliability diagram: observed frequency against mean forecast probability per bin, one
-    panel per threshold, one line per system (bins holding < MIN_BIN_FRACTION of cases hollow)."""
+    panel per threshold, one line per system (bins holding < MIN_BIN_FRACTION of cases hollow;
+    bars: the storm bootstrap's range of the others, where the table has it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -490,6 +517,9 @@ def plot_reliability(reliability: pd.DataFrame, path) -> None:
             g = g[g["count"] > 0]
             big = g["fraction"] >= S.MIN_BIN_FRACTION
             line, = ax.plot(g["forecast"], g["observed"], "-", lw=1, label=name)
+            low, high = (f"observed_{q}" for q in S.BOOTSTRAP_NAMES)
+            if low in g:  # the storm bootstrap's range of the judged bins
+                ax.vlines(g["forecast"][big], g[low][big], g[high][big], lw=0.8, alpha=0.6, color=line.get_color())
             ax.plot(g["forecast"][big], g["observed"][big], "o", color=line.get_color())
             ax.plot(g["forecast"][~big], g["observed"][~big], "o", mfc="none", color=line.get_color())
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability", ylabel="observed frequency",
@@ -548,7 +578,9 @@ def write_summary(dataset_path, member_files: dict, outputs) -> dict:
             "crps_reliability_m: the part of the CRPS that miscalibration costs, crps_potential_vs_solver: the "
             "CRPS were the ensemble calibrated, over the solver ensemble's (Hersbach 2000); BSS against the "
             "training-storm climatology; reliability gap: largest |observed - forecast| over the probability "
-            "bins with >= 1 % of the cases; spread-skill ratio 1 = calibrated; wall_s: all ensembles, "
+            "bins with >= 1 % of the cases, _p05 / _p95: its 5-95 % range when whole storms are resampled "
+            "(what another set of as many storms could have shown; the reliability figure's bars); "
+            "spread-skill ratio 1 = calibrated; wall_s: all ensembles, "
             "speed-up: the solver ensemble's wall time / this one's (docs/ensemble.md).\n\n"
             + summary_markdown(s)
             + "\n![reliability](ensemble/figures/reliability.png)\n"
