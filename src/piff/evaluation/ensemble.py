@@ -22,11 +22,14 @@ finite ensemble and the Brier score; ``properscoring`` has not been maintained s
   mean forecast probability and the observed frequency; the largest gap to the diagonal over the
   bins holding at least ``MIN_BIN_FRACTION`` of the cases.
 * **Its sampling uncertainty** (:func:`reliability_bootstrap`): the cells of one storm are not
-  independent cases (a storm whose real rain is wetter than most of its members is so in every
-  cell, on every DEM and at every hour), so a reliability curve over 15 storms has about 15
-  independent draws behind it. Resampling whole storms with replacement (a block bootstrap,
-  Wilks 2011, Statistical Methods in the Atmospheric Sciences, section 5.3.5) gives per bin the
-  5-95 % range of the observed frequency and of the gap: what another 15 storms could have shown.
+  independent cases (a storm whose real rain is wetter than most of its members is so in most of
+  its cells, on every DEM), so a reliability curve over 15 storms has about 15 independent draws
+  behind it. Resampling whole storms with replacement (a block bootstrap, Wilks 2011, Statistical
+  Methods in the Atmospheric Sciences, section 5.3.5) gives per bin the 5-95 % range of the
+  observed frequency and of the gap: what another 15 storms could have shown. With so few
+  groups, of unequal weight, the percentile range is if anything too narrow.
+* **The perfect model** (:func:`perfect_model_gap`): one member as the truth, the others as the
+  ensemble; what sampling and the member count alone leave on a calibrated ensemble.
 * **Spread-skill** (:func:`spread_skill`): cases in bins of ensemble spread (standard deviation);
   per bin the root-mean (unbiased) ensemble variance and the RMSE of the ensemble mean. A
   calibrated ensemble of M members lies on RMSE = sqrt((M + 1) / M) x spread, so
