@@ -85,7 +85,7 @@ def main(argv=None) -> None:
         print(lines[-1], flush=True)
     body = (f"Wall time per ensemble (every member of one storm on one DEM), mean over {args.storms} held-out "
             f"storms x DEMs {args.dems} of `{dataset}`, model `{model}` (Euler, NFE {args.nfe}, hours {args.hours}), "
-            f"{args.threads} torch threads. Skill at 10 members: docs/ensemble.md.\n\n" + "\n".join(lines))
+            f"{args.threads} torch threads. Skill: docs/ensemble.md.\n\n" + "\n".join(lines))
     print(body)
     if not args.no_write:
         write_section("ensemble-cost", "Ensemble cost against the member count: solver, emulator, anchored", body)

@@ -30,10 +30,11 @@ from piff.evaluation import ensemble as S  # noqa: E402
 from piff.evaluation import ensemble_runs as R  # noqa: E402
 
 
-def floor(members_file, dataset, counts, threshold: float = 0.1) -> list[dict]:
+def floor(members_file, dataset, counts, threshold: float = 0.1) -> tuple[list[dict], str]:
     """One row per member count N: the real truth's gap and its storm-bootstrap range, and the
-    perfect-model gaps over every pseudo-truth member past the first N."""
+    perfect-model gaps over every pseudo-truth member past the first N; and the cases in words."""
     m = xr.load_dataset(members_file)
+    cases = f"{m.sizes['storm']} storms x {m.sizes['dem']} DEMs x {m.sizes['time']} hours"
     with fmt.open_dataset(dataset) as ds:
         truth, valid = R.truth_and_valid(ds, m)
     mask = np.broadcast_to(valid[:, None, None], truth.shape)
@@ -52,7 +53,7 @@ def floor(members_file, dataset, counts, threshold: float = 0.1) -> list[dict]:
                      "perfect_median": float(np.nanmedian(perfect)),
                      "perfect_p90": float(np.nanpercentile(perfect, 90)),
                      "perfect_over_0.1": float(np.mean(perfect > 0.1)), "truths": len(perfect)})
-    return rows
+    return rows, cases
 
 
 def main(argv=None) -> None:
@@ -70,10 +71,7 @@ def main(argv=None) -> None:
     dataset = args.dataset or (args.run / "data" / "demo" / "dataset.nc" if args.run else None)
     if members_file is None or dataset is None:
         ap.error("give --run, or --members-file and --dataset")
-    rows = floor(members_file, dataset, args.members, args.threshold)
-    m = xr.open_dataset(members_file)
-    cases = f"{m.sizes['storm']} storms x {m.sizes['dem']} DEMs x {m.sizes['time']} hours"
-    m.close()
+    rows, cases = floor(members_file, dataset, args.members, args.threshold)
     lines = [f"Reliability gap at {args.threshold:g} m (bins with >= {S.MIN_BIN_FRACTION:.0%} of the cells), "
              f"{cases}: the solver ensemble's first N members against the real truth (5-95 % storm bootstrap), "
              "and a perfect model, each later member in turn as the truth.",

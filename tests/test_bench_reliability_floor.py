@@ -18,7 +18,8 @@ def test_perfect_model_rows_from_a_real_solver_ensemble(tiny_dataset, tmp_path, 
     rain = cf.write_netcdf(R.rain_members_dataset(tiny_dataset, cfg), tmp_path / "rain.nc")
     members = cf.write_netcdf(R.solver_members(tiny_dataset, rain, [2, 4, 6]), tmp_path / "solver.nc")
     bench = load_bench("reliability_floor")
-    rows = bench.floor(members, tiny_dataset, [2, 3], threshold=0.01)
+    rows, cases = bench.floor(members, tiny_dataset, [2, 3], threshold=0.01)
+    assert cases == "2 storms x 2 DEMs x 3 hours"
     assert [r["members"] for r in rows] == [2, 3] and [r["truths"] for r in rows] == [3, 2]
     # the perfect model of N = 3: members 3 and 4 in turn as the truth, members 0-2 the ensemble
     import xarray as xr

@@ -135,6 +135,19 @@ def test_the_anchored_dressings_rain_is_the_validation_storms_on_the_training_de
         R.rain_members_dataset(tiny_dataset, cfg, validation=True)
 
 
+def test_the_anchored_dressing_refuses_solver_runs_of_other_hours(val_dataset, tmp_path):
+    from piff import cf
+    from piff.evaluation import ensemble_runs as R
+
+    cfg = {"members": 2, "seed": 0, "error_model": {"sigma_log": 0.3, "rho": 0.6, "max_shift_h": 1}}
+    rain = cf.write_netcdf(R.rain_members_dataset(val_dataset, cfg, validation=True), tmp_path / "rain.nc")
+    solver = cf.write_netcdf(R.solver_members(val_dataset, rain, [2]), tmp_path / "solver.nc")
+    # refused before any model runs (the model path does not even exist)
+    with pytest.raises(PiffInputError, match="solver.nc: covers other DEMs, storms, hours or members"):
+        R.fit_anchored_dressing(tmp_path / "no-model.pt", val_dataset, rain, solver, solver,
+                                {**cfg, "hours": [2, 4], "samples": 1, "sampler": "euler", "nfe": 1})
+
+
 def test_dressed_members_are_member_major_and_timed(tmp_path):
     from piff import cf
     from piff.evaluation import ensemble_runs as R

@@ -16,6 +16,8 @@
 # of those members are shared by every experiment: ensemble_validation_solver and its control).
 
 VALIDATION_RAIN = "results/ensemble/validation_rain_members.nc"
+VALIDATION_SOLVER = f"results/ensemble/{SOLVER}/validation_members.nc"
+VALIDATION_SOLVER_CONTROL = f"results/ensemble/{SOLVER}/validation_{CONTROL_FILE}"
 
 
 rule ensemble_rain:
@@ -185,7 +187,7 @@ use rule ensemble_solver as ensemble_validation_solver with:
         dataset=ensemble_dataset,
         rain=VALIDATION_RAIN,
     output:
-        f"results/ensemble/{SOLVER}/validation_members.nc",
+        VALIDATION_SOLVER,
     log:
         "results/ensemble/logs/solver_validation.log",
     benchmark:
@@ -197,7 +199,7 @@ use rule ensemble_solver as ensemble_validation_solver_control with:
         dataset=ensemble_dataset,
         rain=VALIDATION_RAIN,
     output:
-        f"results/ensemble/{SOLVER}/validation_{CONTROL_FILE}",
+        VALIDATION_SOLVER_CONTROL,
     params:
         cfg=lambda w: ensemble_options(("hours",)),
         control=True,
@@ -212,8 +214,8 @@ rule anchored_dressing:
         unpack(ensemble_model_inputs),
         dataset=ensemble_dataset,
         rain=VALIDATION_RAIN,
-        solver=f"results/ensemble/{SOLVER}/validation_members.nc",
-        solver_control=f"results/ensemble/{SOLVER}/validation_{CONTROL_FILE}",
+        solver=VALIDATION_SOLVER,
+        solver_control=VALIDATION_SOLVER_CONTROL,
     output:
         "results/ensemble/{experiment}/anchored_dressing.nc",
     params:

@@ -356,10 +356,13 @@ def fit_anchored_dressing(model_path, dataset_path, rain_path, solver_path, solv
         raise PiffInputError(rain_path, f"holds the {rain.attrs.get('split', 'unknown')!r} split's storms, not the "
                                         "validation storms: the anchored dressing must not see the test storms")
     solver = xr.load_dataset(solver_path)
+    # before any model run: the solver's members must be these rain members at these hours
+    if not (all(np.array_equal(solver[k], rain[k]) for k in ("dem", "storm"))
+            and solver.sizes["member"] == rain.sizes["member"]
+            and [int(h) for h in solver["time"].values] == [int(h) for h in cfg["hours"]]):
+        raise PiffInputError(solver_path, f"covers other DEMs, storms, hours or members than {rain_path} at hours "
+                                          f"{list(cfg['hours'])}")
     members = model_members(model_path, dataset_path, rain_path, cfg, device=device)
-    if not (all(np.array_equal(solver[k], members[k]) for k in ("dem", "storm", "time"))
-            and members.sizes["member"] % solver.sizes["member"] == 0):
-        raise PiffInputError(solver_path, f"covers other DEMs, storms, hours or members than {rain_path}")
     anchored = _anchored(members, model_members(model_path, dataset_path, rain_path, cfg, device=device,
                                                 control=True),
                          xr.load_dataset(solver_control_path), "validation members", "validation control (model)",
