@@ -8,9 +8,9 @@
 # same torch threads (ensemble.threads) one after another, so their wall times compare. With
 # ensemble.dressing, each experiment's ensemble is scored a second time, dressed with the
 # model's own errors on the validation storms (error_dressing, ensemble_dressed). With
-# ensemble.anchored, the solver and each experiment also run on the members' central forecast
-# (the control), and each experiment's ensemble is scored anchored on the solver's control run
-# (ensemble_anchored; piff.inference.anchoring), its wall time including both control runs; with
+# ensemble.anchored, each experiment's ensemble is also run anchored on the solver's run of the
+# members' central forecast (the control; ensemble_anchored, piff.inference.anchoring), its wall
+# time that of the whole anchored run, both control runs included; with
 # dressing too, the anchored members are dressed with the anchored members' own errors on forecast
 # members of the validation storms (anchored_dressing, ensemble_anchored_dressed; the solver's runs
 # of those members are shared by every experiment: ensemble_validation_solver and its control).
@@ -68,7 +68,6 @@ rule ensemble:
         "results/ensemble/{experiment}/members.nc",
     params:
         cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
-        control=False,
     threads: ENSEMBLE["threads"]
     resources:
         mem_mb=4000,
@@ -83,40 +82,22 @@ rule ensemble:
         "../scripts/ensemble.py"
 
 
-use rule ensemble_solver as ensemble_solver_control with:
-    output:
-        f"results/ensemble/{SOLVER}/{CONTROL_FILE}",
-    params:
-        cfg=lambda w: ensemble_options(("hours",)),
-        control=True,
-    log:
-        "results/ensemble/logs/solver_control.log",
-    benchmark:
-        "results/ensemble/benchmarks/solver_control.tsv"
-
-
-use rule ensemble as ensemble_control with:
-    output:
-        f"results/ensemble/{{experiment}}/{CONTROL_FILE}",
-    params:
-        cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
-        control=True,
-    log:
-        "results/ensemble/logs/{experiment}_control.log",
-    benchmark:
-        "results/ensemble/benchmarks/{experiment}_control.tsv"
-
-
+# The anchored ensemble as a forecast makes it: per storm, the model on the members and their
+# control while the solver runs the control alongside (piff.inference.anchoring.anchored_ensemble),
+# so its wall time is that whole run, not a sum of separate ones.
 rule ensemble_anchored:
     input:
-        members="results/ensemble/{experiment}/members.nc",
-        control=f"results/ensemble/{{experiment}}/{CONTROL_FILE}",
-        solver_control=f"results/ensemble/{SOLVER}/{CONTROL_FILE}",
+        unpack(ensemble_model_inputs),
+        dataset=ensemble_dataset,
+        rain="results/ensemble/rain_members.nc",
     output:
         "results/ensemble/{experiment}/members_anchored.nc",
-    threads: 1
+    params:
+        cfg=lambda w: ensemble_options(("samples", "sampler", "nfe", "hours", "seed")),
+    threads: ENSEMBLE["threads"]
     resources:
         mem_mb=4000,
+        runtime=60,
     log:
         "results/ensemble/logs/{experiment}_anchored.log",
     benchmark:

@@ -1,5 +1,4 @@
-"""Snakemake adapter: one trained experiment on every rainfall member (the piff predict pipeline), or on
-the members' central forecast (params.control, the control run of the anchored ensemble)."""
+"""Snakemake adapter: one trained experiment on every rainfall member (the piff predict pipeline)."""
 import json
 
 import torch
@@ -12,6 +11,5 @@ with logs.to_file(snakemake.log[0]):
     check_outputs(snakemake.output, snakemake.input)  # before any work (piff.atomic)
     torch.set_num_threads(snakemake.threads)
     ds = model_members(snakemake.input.model, snakemake.input.dataset, snakemake.input.rain,
-                       json.loads(snakemake.params.cfg), experiment=snakemake.wildcards.experiment,
-                       control=bool(snakemake.params.control))
+                       json.loads(snakemake.params.cfg), experiment=snakemake.wildcards.experiment)
     cf.write_netcdf(ds, snakemake.output[0])

@@ -1,5 +1,5 @@
 """Snakemake adapter: the reference ensemble, the solver on every rainfall member, or on the members'
-central forecast (params.control, the control run of the anchored ensemble)."""
+central forecast (params.control: the validation members' control, for the anchored dressing's fit)."""
 import json
 
 import torch

@@ -212,14 +212,26 @@ def _run_ensemble(args, trained, terrain, members, hours, sampler, boundary, off
                 batch_size=args.batch_size, boundary=boundary, overlap=args.overlap, tile=args.tile,
                 coarse_factor=args.coarse_factor, elevation_offset_m=offset, attention=args.attention,
                 precision=args.precision, source=args.dem)
-    maps, info = E.predict_members(trained, terrain, members.rain, hours, progress=not args.no_progress, **opts)
-    maps = maps.reshape((-1,) + maps.shape[2:])  # (forecast member, hour, y, x)
-    if control is not None:
+    def run_members():
+        maps, run_info = E.predict_members(trained, terrain, members.rain, hours, progress=not args.no_progress,
+                                           **opts)
+        info.update(run_info)
+        return maps.reshape((-1,) + maps.shape[2:])  # (forecast member, hour, y, x)
+
+    def run_members_and_control():
+        maps = run_members()
         # the control's own bridge samples (keyed apart from the members'), averaged: its level
         model_control, _ = E.predict_members(trained, terrain, control[None], hours, member_keys=[len(members)],
                                              **opts)
-        solver_control = anchoring.solver_control(terrain, control, hours, boundary)
-        maps = anchoring.anchor(maps, model_control[0].mean(axis=0), solver_control)
+        return maps, model_control[0].mean(axis=0)
+
+    info = {}
+    if control is None:
+        maps = run_members()
+    else:
+        # the solver's control run goes alongside the model's runs where it fits on one core
+        maps, _ = anchoring.anchored_ensemble(run_members_and_control, terrain, control, hours, boundary,
+                                              network=trained.model.net)
         info.update({"anchored_on": f"piff's solver on the control forecast {args.anchor_rain} "
                                     "(piff.inference.anchoring)"})
     if dressing is not None:

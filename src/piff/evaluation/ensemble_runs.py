@@ -7,7 +7,9 @@ storm (:func:`rain_members_dataset`). Every system then runs on every member, on
 * the solver, with the dataset's own settings through the simulate rule's entry point
   (:func:`piff.data.preprocess.solve`): the reference ensemble (:func:`solver_members`);
 * each trained experiment through the ``piff predict`` pipeline (:func:`model_members`):
-  the bridge with ``samples`` bridge samples per rain member, the U-Net one map per member.
+  the bridge with ``samples`` bridge samples per rain member, the U-Net one map per member;
+* each trained experiment anchored on the solver's run of the members' central forecast, made
+  and timed as one forecast run (:func:`anchored_model_members`).
 
 The truth is the solver on the real storm (the dataset's depth). :func:`summarize` scores every
 system (:mod:`piff.evaluation.ensemble`) and times it. One layout for all members files
@@ -17,6 +19,7 @@ system (:mod:`piff.evaluation.ensemble`) and times it. One layout for all member
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -172,7 +175,7 @@ def solver_members(dataset_path, rain_path, hours, progress: bool = False, contr
     ds = fmt.open_dataset(dataset_path)
     rain = forecast_rain(rain_path, control)
     hours = [int(h) for h in hours]
-    scfg = json.loads(ds.attrs.get("config_json", "{}")).get("solver", {})
+    scfg = _solver_settings(ds)
     dems, storms = rain["dem"].values, rain["storm"].values
     n = rain.sizes["member"]
     ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -257,22 +260,38 @@ def _derived_members(m: xr.Dataset, depth, wall, suffix: str, attrs: dict) -> xr
                            str(m.attrs.get("kind", "")), {**kept, **attrs})
 
 
+def _model_setup(model_path, cfg: dict, device):
+    """The trained model and the predict_members options its ensembles run with."""
+    from piff.model.trained import load_trained
+
+    trained = load_trained(model_path, device=device)
+    opts = dict(samples=int(cfg["samples"]), nfe=model_nfe(trained, cfg["nfe"], model_path), sampler=cfg["sampler"],
+                seed=int(cfg["seed"]), device=device)
+    return trained, opts
+
+
+def _member_keys(storm, n: int, control: bool = False) -> list[int]:
+    """The bridge-noise keys of a storm's ``n`` members (or of its control run)."""
+    return [int(storm) * 10_000 + (_CONTROL_KEY if control else m) for m in range(n)]
+
+
+def _model_attrs(info: dict) -> dict:
+    return {k: v for k, v in info.items() if k in ("model", "model_fingerprint", "model_kind", "nfe", "sampler",
+                                                   "bridge_samples_per_member", "inference", "member_noise")}
+
+
 def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment: str = "",
                   device="cpu", progress: bool = False, control: bool = False) -> xr.Dataset:
     """A trained experiment's ensemble: every rain member x ``cfg["samples"]`` bridge samples
     (stochastic sampler; the U-Net one map per member) through the piff predict pipeline (with
     ``control``, the members' central forecast only)."""
     from piff.inference.ensemble import predict_members
-    from piff.model.trained import load_trained
 
-    trained = load_trained(model_path, device=device)
+    trained, opts = _model_setup(model_path, cfg, device)
     ds = fmt.open_dataset(dataset_path)
     rain = forecast_rain(rain_path, control)
     hours = [int(h) for h in cfg["hours"]]
     dems, storms = rain["dem"].values, rain["storm"].values
-    nfe = model_nfe(trained, cfg["nfe"], model_path)
-    opts = dict(samples=int(cfg["samples"]), nfe=nfe, sampler=cfg["sampler"], seed=int(cfg["seed"]),
-                device=device)
     depth, wall, info = None, np.zeros((len(dems), len(storms))), {}
     warmup = 0.0
     for i, d in enumerate(dems):
@@ -284,8 +303,7 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
         for j, s in enumerate(storms):
             t0 = time.perf_counter()
             maps, info = predict_members(trained, ter, rain["rainfall_member"].values[j], hours, boundary=boundary,
-                                         member_keys=[int(s) * 10_000 + (_CONTROL_KEY if control else m)
-                                                      for m in range(rain.sizes["member"])],
+                                         member_keys=_member_keys(s, rain.sizes["member"], control),
                                          progress=progress, **opts)
             wall[i, j] = time.perf_counter() - t0
             if depth is None:
@@ -293,10 +311,8 @@ def model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment:
             depth[i, j] = maps.reshape((-1,) + maps.shape[2:])
             log.info("%s ensemble dem %d storm %d: %d maps, %.2f s", experiment, d, s, maps.size // maps[0, 0, 0].size,
                      wall[i, j])
-    attrs = {k: v for k, v in info.items() if k in ("model", "model_fingerprint", "model_kind", "nfe", "sampler",
-                                                    "bridge_samples_per_member", "inference", "member_noise")}
     out = members_dataset(ds, depth, wall, rain, hours, experiment or trained.kind, trained.kind,
-                          {**attrs, "warmup_s": warmup, **_control_attrs(control)})
+                          {**_model_attrs(info), "warmup_s": warmup, **_control_attrs(control)})
     ds.close()
     return out
 
@@ -305,16 +321,82 @@ def _control_attrs(control: bool) -> dict:
     return {"forecast": "control: the members' central forecast (rainfall_centre)"} if control else {}
 
 
-def anchored_members(members_path, control_path, solver_control_path) -> xr.Dataset:
-    """A model ensemble anchored on the solver's control run (piff.inference.anchoring): every
-    member map becomes ``max(0, solver(control) + member - model(control))``. Each ensemble's wall
-    time is the members', the model's control run, the solver's control run and the anchoring."""
-    return _anchored(xr.load_dataset(members_path), xr.load_dataset(control_path),
-                     xr.load_dataset(solver_control_path), members_path, control_path, solver_control_path)
+def _solver_settings(ds: xr.Dataset) -> dict:
+    return json.loads(ds.attrs.get("config_json", "{}")).get("solver", {})
+
+
+def anchored_model_members(model_path, dataset_path, rain_path, cfg: dict, *, experiment: str = "",
+                           device="cpu", progress: bool = False) -> xr.Dataset:
+    """A trained experiment's ensemble anchored on the solver's control run, made as a forecast
+    makes it (piff.inference.anchoring.anchored_ensemble): per DEM and storm, the model on every
+    member and on the members' central forecast (the control), the solver (the dataset's settings)
+    on the control alongside, and the anchoring. Each ensemble's wall time is that whole run; the
+    members are those of :func:`model_members` (the same bridge noise), anchored."""
+    trained, opts = _model_setup(model_path, cfg, device)
+    ds = fmt.open_dataset(dataset_path)
+    rain = xr.load_dataset(rain_path)
+    scfg = _solver_settings(ds)
+    hours = [int(h) for h in cfg["hours"]]
+    dems, storms = rain["dem"].values, rain["storm"].values
+    depth, wall, info = None, np.zeros((len(dems), len(storms))), {}
+    totals = {"model_s": 0.0, "solver_control_s": 0.0, "alongside": 0}
+    warmup = 0.0
+    for i, d in enumerate(dems):
+        ter = dataset_terrain(ds, int(d))
+        boundary = str(ds["boundary"].values[int(d)])
+        run = functools.partial(_anchored_case, trained, ter, boundary, rain, hours, opts, info, progress, scfg)
+        # the first storm twice, the first run untimed: the network's set-up at this size and the
+        # solver's compilation, in the threads they run in
+        t0 = time.perf_counter()
+        run(0)
+        warmup += time.perf_counter() - t0
+        for j, s in enumerate(storms):
+            maps, timing = run(j)
+            wall[i, j] = timing["wall_s"]
+            for k in totals:
+                totals[k] += timing[k]
+            if depth is None:
+                depth = np.zeros((len(dems), len(storms)) + maps.shape, np.float32)
+            depth[i, j] = maps
+            log.info("%s anchored ensemble dem %d storm %d: %.2f s (model %.2f s, solver control %.2f s%s)",
+                     experiment, d, s, timing["wall_s"], timing["model_s"], timing["solver_control_s"],
+                     ", alongside" if timing["alongside"] else "")
+    cases = len(dems) * len(storms)
+    attrs = {**_model_attrs(info), "warmup_s": warmup,
+             "anchored_on": "the solver's run of the members' central forecast (piff.inference.anchoring)",
+             "solver_settings": json.dumps(scfg), "model_s_total": totals["model_s"],
+             "solver_control_s_total": totals["solver_control_s"],
+             "solver_control_alongside": f"{totals['alongside']} of {cases} ensembles"}
+    out = members_dataset(ds, depth, wall, rain, hours, (experiment or trained.kind) + ANCHORED_SUFFIX, trained.kind,
+                          attrs)
+    ds.close()
+    return out
+
+
+def _anchored_case(trained, terrain, boundary, rain: xr.Dataset, hours, opts, info, progress, solver_settings, j):
+    """Storm ``j`` of a rain file, anchored (piff.inference.anchoring.anchored_ensemble): the
+    model's maps of its members and of their control (with several bridge samples of the
+    control, their mean: the members keep their own noise), the solver's control run alongside."""
+    from piff.inference.anchoring import anchored_ensemble
+    from piff.inference.ensemble import predict_members
+
+    storm, centre = rain["storm"].values[j], rain["rainfall_centre"].values[j]
+    member_rain = rain["rainfall_member"].values[j]
+
+    def run_model():
+        maps, run_info = predict_members(trained, terrain, member_rain, hours, boundary=boundary,
+                                         member_keys=_member_keys(storm, len(member_rain)), progress=progress, **opts)
+        control, _ = predict_members(trained, terrain, centre[None], hours, boundary=boundary,
+                                     member_keys=_member_keys(storm, 1, control=True), **opts)
+        info.update(run_info)
+        return maps.reshape((-1,) + maps.shape[2:]), control[0].mean(axis=0)
+
+    return anchored_ensemble(run_model, terrain, centre, hours, boundary, solver_settings, network=trained.model.net)
 
 
 def _anchored(m, model_c, solver_c, members_path, control_path, solver_control_path) -> xr.Dataset:
-    """:func:`anchored_members` on loaded members files; the paths name them in errors and attributes."""
+    """Members ``m`` anchored on the model's (``model_c``) and the solver's (``solver_c``) control
+    runs, as loaded members files; the paths name them in errors and attributes."""
     from piff.inference.anchoring import anchor
 
     for path, c in ((control_path, model_c), (solver_control_path, solver_c)):
@@ -327,15 +409,12 @@ def _anchored(m, model_c, solver_c, members_path, control_path, solver_control_p
         raise PiffInputError(control_path, f"is another model's control run than the ensemble {members_path}")
     depth = m["depth"].values  # (dem, storm, member, time, y, x)
     out = np.zeros_like(depth)
-    wall = (m["wall_time"].values + model_c["wall_time"].values + solver_c["wall_time"].values).astype(np.float64)
     for i in range(depth.shape[0]):
         for j in range(depth.shape[1]):
-            t0 = time.perf_counter()
             # several bridge samples of the control: anchor on their mean, the members keep their own noise
             out[i, j] = anchor(depth[i, j], model_c["depth"].values[i, j].mean(axis=0),
                                solver_c["depth"].values[i, j, 0])
-            wall[i, j] += time.perf_counter() - t0
-    return _derived_members(m, out, wall, ANCHORED_SUFFIX,
+    return _derived_members(m, out, m["wall_time"].values, ANCHORED_SUFFIX,
                             {"anchored_on": "the solver's run of the members' central forecast "
                                             "(piff.inference.anchoring)",
                              "model_control": str(control_path), "solver_control": str(solver_control_path)})

@@ -430,18 +430,34 @@ def _make_advance(step):
 COMPILE_MODES = (False, True, "interval", "step")
 
 
-def cpu_compile_options() -> dict:
-    """Inductor options for the solver's CPU kernels.
+# Storm-cells (storms x ny x nx) up to which the compiled solver runs on one thread: a step of a
+# small batch is a few microseconds of work per kernel, less than a second thread's fork and join
+# (a 64 x 64 storm ran 20 % faster on one thread than on two, 96 x 96 8 % slower; docs/hydrology.md,
+# "Cost"). Depths are bit-identical whatever the thread count.
+SINGLE_THREAD_CELLS = 6400
+
+
+def single_threaded(storm_cells: int) -> bool:
+    """Whether the compiled CPU solver runs a batch of ``storm_cells`` (storms x ny x nx) on one thread."""
+    return storm_cells <= SINGLE_THREAD_CELLS
+
+
+def cpu_compile_options(storm_cells: int | None = None) -> dict:
+    """Inductor options for the solver's CPU kernels, for a batch of ``storm_cells`` storms x cells.
 
     On a CPU with AVX-512, inductor writes 512-bit vector code by default; for this solver's
     element-wise kernels that code ran 1.8-2.2x slower than 256-bit (AVX2) code on an Intel Xeon
     with AVX-512 (64-256 cells square, 1-2 threads), with bit-identical depths
     (docs/hydrology.md, "Cost"). Every x86 CPU with AVX-512 has AVX2, so 256 bits are asked for
-    there; elsewhere inductor's own choice stands (it is 256 bits on an AVX2 CPU anyway).
+    there; elsewhere inductor's own choice stands (it is 256 bits on an AVX2 CPU anyway). A small
+    batch (:func:`single_threaded`) gets one thread, whatever torch's thread count: inductor
+    writes the thread count into the kernels (and its cache key) when it compiles them.
     """
     options = {"cpp_wrapper": True}
     if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
         options["cpp.simdlen"] = 256
+    if storm_cells is not None and single_threaded(storm_cells):
+        options["cpp.threads"] = 1
     return options
 
 
@@ -451,10 +467,11 @@ class _Stepper:
     False: the eager step in a host loop (:func:`_advance`). "interval" (CPU): every output
     interval is one compiled call (:func:`_make_advance`). "step": the compiled step in the host
     loop. True: "interval" on a CPU, "step" on other devices. Falls back to eager, with a warning,
-    if compilation fails.
+    if compilation fails. ``storm_cells`` (storms x ny x nx) picks the CPU kernels' thread count
+    (:func:`cpu_compile_options`).
     """
 
-    def __init__(self, step, mode, device):
+    def __init__(self, step, mode, device, storm_cells=None):
         self.eager = step
         self.fn = step  # the step the host loop calls
         self.interval_fn = None  # compiled whole-interval advance (CPU)
@@ -469,9 +486,9 @@ class _Stepper:
                     # cpp_wrapper: inductor writes the loop itself in C++ (a Python wrapper costs
                     # ~20 us a step in tensor bookkeeping; docs/hydrology.md, "Cost")
                     self.interval_fn = torch.compile(_make_advance(step), dynamic=False, fullgraph=True,
-                                                     options=cpu_compile_options())
+                                                     options=cpu_compile_options(storm_cells))
                 elif torch.device(device).type == "cpu":
-                    self.fn = torch.compile(step, dynamic=False, options=cpu_compile_options())
+                    self.fn = torch.compile(step, dynamic=False, options=cpu_compile_options(storm_cells))
                 else:
                     self.fn = torch.compile(step, dynamic=False)
                 self.compiled = True
@@ -591,7 +608,7 @@ def simulate(elevation, dx, rain_mm_per_h, *, manning=0.03, boundaries=None, inf
              torch.zeros((S, ny + 1, nx), dtype=dtype, device=device), zeros(),
              zeros(ny, nx + 1), zeros(ny + 1, nx), zeros(ny, nx), zeros(ny, nx))
     infil_t = None if infil is None else f64(infil / (MM_PER_M * SECONDS_PER_HOUR) * ~mask)
-    stepper = _Stepper(_make_step(c, spec, p), compile, device)
+    stepper = _Stepper(_make_step(c, spec, p), compile, device, storm_cells=S * ny * nx)
 
     out_np = np.float64 if dtype == torch.float64 else np.float32
     out = {k: np.zeros((S, T + 1) + shape, dtype=out_np) for k, shape in
