@@ -40,7 +40,9 @@ from piff.hydro.terrain import Terrain
 log = logging.getLogger(__name__)
 
 SOLVER = "solver"  # the reference system's name in the summary (and its folder, results/ensemble/solver)
-CONTROL_FILE = "control.nc"  # a system's run on the members' central forecast, beside its members.nc
+# a system's run on the members' central forecast, beside its members file (the validation
+# members' solver control, which the anchored dressing is fitted with)
+CONTROL_FILE = "control.nc"
 # The control's bridge-noise key within a storm: apart from every member's (0..members-1), so a
 # stochastic control does not share member 0's noise (which would cancel in the anchoring).
 _CONTROL_KEY = 9_999
